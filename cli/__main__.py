@@ -1,0 +1,5 @@
+"""`python -m cli` == `mplab`."""
+
+from cli.main import main
+
+main()

@@ -1,0 +1,5 @@
+"""`mplab compare` (placeholder until written)."""
+
+
+def compare() -> None:
+    """Compare."""

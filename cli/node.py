@@ -1,0 +1,53 @@
+"""`mplab worker`: run a worker node in the foreground."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from cli.base import err_console, settings_of
+from workers.node import Node, default_node_name
+from workers.redis_server import redis_for
+from workers.settings import parse_queues
+
+
+def worker(
+    ctx: typer.Context,
+    pool: Annotated[
+        int | None, typer.Option("--pool", "-p", help="Job slots and Pool processes.", show_default="cores")
+    ] = None,
+    queues: Annotated[
+        str | None,
+        typer.Option("--queues", "-q", help="Queues in priority order.", show_default="high,default,low"),
+    ] = None,
+    burst: Annotated[bool, typer.Option("--burst", help="Exit once the queues are empty.")] = False,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", help="Node name (unique per Redis).", show_default="HOST-PID"),
+    ] = None,
+    grace: Annotated[
+        float | None,
+        typer.Option("--grace", help="Seconds running jobs may finish after SIGTERM.", show_default="30"),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every job (RQ's INFO log).")] = False,
+) -> None:
+    """Run a worker node: P warm slots execute jobs (no fork per job), a warm Pool(P) runs batch jobs.
+
+    Stops on SIGTERM/Ctrl-C: running jobs get the grace period, then are re-queued; no child is left.
+    """
+    settings = settings_of(ctx)
+    changes: dict[str, object] = {}
+    if pool is not None:
+        changes["pool_size"] = pool
+    if queues is not None:
+        changes["queues"] = parse_queues(queues)
+    if grace is not None:
+        changes["grace_period"] = grace
+    settings = settings.with_(**changes)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(message)s")  # fmt: skip
+    with redis_for(settings.redis_url, settings.state_dir) as (url, where):
+        err_console.print(f"[dim]using {where}[/dim]")
+        Node(settings, url, name or default_node_name(), burst=burst, verbose=verbose).run()

@@ -1,0 +1,149 @@
+"""Shared fixtures: clean environment, no leftover processes, fake and real Redis, worker nodes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import fakeredis
+import psutil
+import pytest
+import redis
+
+from workers.redis_server import embedded_redis
+
+ENV_PREFIXES = ("MPLAB_", "REDIS_URL", "RQ_")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never see the developer's REDIS_URL/MPLAB_* nor a `mplab redis up` state file."""
+    for key in list(os.environ):
+        if key.startswith(ENV_PREFIXES):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MPLAB_STATE_DIR", str(tmp_path / "state"))
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_children() -> Iterator[None]:
+    """Fail any test that leaves a child process (zombies included) behind; then clean them up."""
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    yield
+    deadline = time.monotonic() + 10
+    leftovers: list[psutil.Process] = []
+    while time.monotonic() < deadline:
+        leftovers = [p for p in me.children(recursive=True) if p.pid not in before]
+        if not leftovers:
+            return
+        time.sleep(0.05)
+    described = []
+    for proc in leftovers:
+        try:
+            described.append(f"{proc.pid} {proc.status()} {' '.join(proc.cmdline())[:80]}")
+            proc.kill()
+        except psutil.Error:
+            continue
+    psutil.wait_procs(leftovers, timeout=5)
+    pytest.fail(f"test left {len(leftovers)} child process(es) behind: {described}")
+
+
+@pytest.fixture
+def fake_redis() -> Iterator[fakeredis.FakeRedis]:
+    """In-memory Redis for unit tests (never with a forking worker)."""
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server)
+    yield client
+    client.flushall()
+
+
+@pytest.fixture(scope="session")
+def _real_redis_server() -> Iterator[str]:
+    with embedded_redis() as server:
+        yield server.url
+
+
+@pytest.fixture
+def redis_url(_real_redis_server: str) -> Iterator[str]:
+    """URL of a real embedded redis-server, flushed before and after the test."""
+    client = redis.Redis.from_url(_real_redis_server)
+    client.flushall()
+    yield _real_redis_server
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture
+def real_redis(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def mplab_cmd(*args: str) -> list[str]:
+    """Command line running the `mplab` CLI with this interpreter."""
+    return [sys.executable, "-m", "cli", *args]
+
+
+class Nodes:
+    """Starts real `mplab worker` processes and always stops them."""
+
+    def __init__(self, url: str, tmp_path: Path) -> None:
+        self.url = url
+        self.tmp_path = tmp_path
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, *extra: str, pool: int = 2, wait: bool = True) -> subprocess.Popen[bytes]:
+        log = open(self.tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            mplab_cmd("--redis-url", self.url, "worker", "--name", name, "--pool", str(pool), *extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        log.close()
+        self.procs.append(proc)
+        if wait:
+            self.wait_ready(name, pool)
+        return proc
+
+    def wait_ready(self, name: str, pool: int, timeout: float = 30) -> None:
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if client.exists(f"mplab:node:{name}") and client.hget(f"mplab:node:{name}", "slots_total") == str(
+                pool
+            ).encode():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"node {name} not ready: {self.log(name)}")
+
+    def log(self, name: str) -> str:
+        path = self.tmp_path / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                for child in psutil.Process(proc.pid).children(recursive=True):
+                    child.kill()
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def nodes(redis_url: str, tmp_path: Path) -> Iterator[Nodes]:
+    """Factory for real worker node processes against the real Redis; all stopped after the test."""
+    factory = Nodes(redis_url, tmp_path)
+    yield factory
+    factory.stop_all()

@@ -1,0 +1,1 @@
+"""Engines: in-host multiprocessing, the RQ worker node, Redis management."""

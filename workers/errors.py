@@ -1,0 +1,44 @@
+"""mplab's one error tree. Every failure a user can cause or meet is one of these.
+
+LabError                      base: the CLI prints its message on one line, exit code 1
+├── ConfigError               a setting or option is invalid (bad number, unknown queue, bad URL)
+├── RedisUnavailable          no Redis answers at the configured URL, or none can be started
+├── NotFound                  a job, sale or experiment id that does not exist
+├── TaskRefused               a job names a function that is not in mplab's task registry
+├── ResultMismatch            a benchmark mode computed a different answer than serial
+└── Unsupported               the platform lacks what an experiment needs (e.g. os.fork)
+"""
+
+from __future__ import annotations
+
+
+class LabError(Exception):
+    """Raised for any failure mplab reports to a user as one line."""
+
+    exit_code = 1
+
+
+class ConfigError(LabError):
+    """Raised when an option, environment variable or setting has an invalid value."""
+
+    exit_code = 2
+
+
+class RedisUnavailable(LabError):
+    """Raised when Redis cannot be reached or an embedded redis-server cannot be started."""
+
+
+class NotFound(LabError):
+    """Raised when a job id, sale id or experiment name does not exist."""
+
+
+class TaskRefused(LabError):
+    """Raised when a job's function is not registered in `tasks` (it is never executed)."""
+
+
+class ResultMismatch(LabError):
+    """Raised when a parallel mode's results differ from the serial reference."""
+
+
+class Unsupported(LabError):
+    """Raised when this platform or Python lacks a feature an experiment needs."""

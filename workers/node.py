@@ -1,0 +1,296 @@
+"""`mplab worker`: a node = P slot processes (RQ workers, no fork per job) + a warm Pool(P) for batches.
+
+Process tree (P = pool size): node ─┬─ slot 1..P   (each a registered RQ worker; runs single jobs)
+                                     └─ pool 1..P   (multiprocessing.Pool; runs chunks of batch jobs)
+Slots talk to the node over one Pipe each (one-to-one); Pool processes report progress to the node over
+one SimpleQueue (many-to-one). The node writes batch progress into `job.meta` and a heartbeat hash.
+
+Stopping (SIGTERM/SIGINT): slots get SIGTERM, which is RQ's warm shutdown (finish the running job, take
+no new one); the node keeps serving their batches. After the grace period, slots still busy are killed
+and their jobs re-queued at the front with the reason in `job.meta`. Nothing is left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Any
+
+import redis
+from rq.job import Job, JobStatus
+from rq.queue import Queue
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
+from rq.worker import SimpleWorker
+
+from workers import catalog, defaults, nodectx
+from workers.errors import ConfigError
+from workers.heartbeat import Heart, node_key, worker_key
+from workers.pool import BatchPool
+from workers.redis_server import connect
+from workers.settings import Settings, machine_facts
+from workers.slot import SlotConfig, slot_main
+
+log = logging.getLogger("mplab.node")
+
+
+def default_node_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class Slot:
+    name: str
+    process: BaseProcess
+    conn: Connection
+
+
+class Node:
+    """One worker node; `run()` blocks until it has stopped and every child is reaped."""
+
+    def __init__(
+        self, settings: Settings, url: str, name: str, *, burst: bool = False, verbose: bool = False
+    ):
+        self.settings = settings
+        self.url = url
+        self.name = name
+        self.burst = burst
+        self.log_level = "INFO" if verbose else "WARNING"
+        self.ctx = settings.mp_context()
+        self.client: redis.Redis = connect(url)
+        self.slots: list[Slot] = []
+        self.stopping = False
+        self.deadline: float | None = None
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batches_lock = threading.Lock()
+        self.requeued: list[str] = []
+
+    # -- start -------------------------------------------------------------------------------------
+    def _claim_name(self) -> None:
+        if self.client.exists(node_key(self.name)):
+            raise ConfigError(f"a node named {self.name!r} is already running against this Redis")
+        for i in range(self.settings.pool_size):  # leftovers of a killed node with this name
+            key = worker_key(self._slot_name(i))
+            if self.client.exists(key):
+                with contextlib.suppress(Exception):
+                    SimpleWorker.find_by_key(key, connection=self.client).register_death()  # type: ignore[union-attr]
+
+    def _slot_name(self, i: int) -> str:
+        return f"{self.name}.slot{i + 1}"
+
+    def _start_slot(self, i: int) -> Slot:
+        ours, theirs = self.ctx.Pipe(duplex=True)
+        cfg = SlotConfig(
+            self._slot_name(i), self.name, self.url, self.settings.queues, self.burst, self.log_level
+        )
+        proc = self.ctx.Process(target=slot_main, args=(cfg, theirs, self.lock), name=cfg.name)  # type: ignore[attr-defined]
+        proc.start()
+        theirs.close()
+        return Slot(cfg.name, proc, ours)
+
+    def run(self) -> int:
+        self._claim_name()
+        self.lock = self.ctx.Lock()
+        nodectx.init(self.name, self.url, self.lock)
+        catalog.load()
+        # The Pool first: with fork, its processes must not inherit slot pipes or threads.
+        self.pool = BatchPool(self.ctx, self.settings.pool_size, self.name, self.url, self.lock)
+        self.slots = [self._start_slot(i) for i in range(self.settings.pool_size)]
+        facts = machine_facts(self.settings.start_method)
+        self.heart = Heart(
+            self.client,
+            self.name,
+            {
+                "pool_size": self.settings.pool_size,
+                "start_method": facts["start_method"],
+                "queues": ",".join(self.settings.queues),
+                "cores": facts["cores"],
+            },  # fmt: skip
+        )
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        log.warning(
+            "node %s (pid %d): %d slots, Pool(%d) pids %s, start method %s, queues %s",
+            self.name, os.getpid(), len(self.slots), self.settings.pool_size, self.pool.pids(),
+            self.settings.start_method, ",".join(self.settings.queues),
+        )  # fmt: skip
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        log.warning("node %s stopped (%d job(s) re-queued)", self.name, len(self.requeued))
+        return 0
+
+    # -- main loop ---------------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stopping:
+            log.warning("node %s: %s, stopping (grace %.0fs)", self.name, signal.Signals(signum).name,
+                        self.settings.grace_period)  # fmt: skip
+            self.stopping = True
+            self.deadline = time.monotonic() + self.settings.grace_period
+            for slot in self.slots:
+                if slot.process.is_alive() and slot.process.pid:
+                    os.kill(slot.process.pid, signal.SIGTERM)
+        else:
+            log.warning("node %s: second signal, stopping now", self.name)
+            self.deadline = time.monotonic()
+
+    def _loop(self) -> None:
+        next_beat = 0.0
+        progress_reader = self.pool.progress._reader  # type: ignore[attr-defined]
+        while True:
+            now = time.monotonic()
+            if now >= next_beat:
+                self.heart.beat([s.name for s in self.slots], "stopping" if self.stopping else "running")
+                next_beat = now + defaults.HEARTBEAT_INTERVAL
+            alive = [s for s in self.slots if s.process.is_alive()]
+            if not alive:
+                return
+            if self.deadline is not None and now >= self.deadline:
+                return
+            waitables: list[Any] = [s.conn for s in alive] + [progress_reader]
+            waitables += [s.process.sentinel for s in self.slots]
+            for ready in wait(waitables, timeout=0.2):
+                if ready is progress_reader:
+                    self._drain_progress()
+                else:
+                    self._from_slot(ready)
+            self._reap_slots()
+
+    def _from_slot(self, ready: Any) -> None:
+        slot = next((s for s in self.slots if s.conn is ready), None)
+        if slot is None:
+            return
+        try:
+            message = slot.conn.recv()
+        except (EOFError, OSError):
+            return
+        kind, job_id, task, items, chunksize = message
+        if kind != "batch":
+            return
+        job = Job.fetch(job_id, connection=self.client, serializer=JSONSerializer)
+        with self.batches_lock:
+            self.batches[job_id] = {"job": job, "done": 0, "total": len(items), "written": 0.0}
+        self._write_progress(job_id, force=True)
+
+        def done(result: dict[str, Any], conn: Connection = slot.conn, job_id: str = job_id) -> None:
+            self._finish_batch(job_id)
+            with contextlib.suppress(OSError):
+                conn.send(("done", result))
+
+        def error(exc: BaseException, conn: Connection = slot.conn, job_id: str = job_id) -> None:
+            self._finish_batch(job_id)
+            with contextlib.suppress(OSError):
+                conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+        self.pool.submit(job_id, task, items, chunksize, done, error)
+
+    def _finish_batch(self, job_id: str) -> None:
+        with self.batches_lock:
+            self.batches.pop(job_id, None)
+
+    def _drain_progress(self) -> None:
+        touched = set()
+        while self.pool.progress._reader.poll():  # type: ignore[attr-defined]
+            job_id, count = self.pool.progress.get()
+            with self.batches_lock:
+                state = self.batches.get(job_id)
+                if state is not None:
+                    state["done"] += count
+                    touched.add(job_id)
+        for job_id in touched:
+            self._write_progress(job_id)
+
+    def _write_progress(self, job_id: str, force: bool = False) -> None:
+        with self.batches_lock:
+            state = self.batches.get(job_id)
+            if state is None:
+                return
+            now = time.monotonic()
+            if not force and now - state["written"] < defaults.PROGRESS_INTERVAL:
+                return
+            state["written"] = now
+            job: Job = state["job"]
+            job.meta["progress"] = {"done": state["done"], "total": state["total"]}
+            job.meta["node"] = self.name
+        with contextlib.suppress(redis.RedisError):
+            job.save_meta()
+
+    def _reap_slots(self) -> None:
+        """A slot that died while the node runs: re-queue its job and start a replacement."""
+        for i, slot in enumerate(self.slots):
+            if slot.process.is_alive() or slot.process.exitcode is None:
+                continue
+            if self.stopping or (self.burst and slot.process.exitcode == 0):
+                continue
+            slot.process.join()
+            log.warning("node %s: slot %s died (exit %s); restarting it", self.name, slot.name,
+                        slot.process.exitcode)  # fmt: skip
+            self._requeue_current(slot, f"slot {slot.name} died (exit code {slot.process.exitcode})")
+            slot.conn.close()
+            self.slots[i] = self._start_slot(i)
+
+    # -- stop --------------------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        self.stopping = True
+        for slot in self.slots:
+            if slot.process.is_alive():
+                grace = self.settings.grace_period
+                reason = f"node {self.name} stopped: job still running after the {grace:.0f}s grace period"
+                job_id = self._current_job(slot)
+                slot.process.kill()
+                slot.process.join()
+                self._requeue(job_id, slot.name, reason)
+            else:
+                slot.process.join()
+            slot.conn.close()
+        self.pool.close()
+        with contextlib.suppress(redis.RedisError):
+            self.heart.forget()
+
+    def _current_job(self, slot: Slot) -> str | None:
+        with contextlib.suppress(redis.RedisError):
+            value = self.client.hget(worker_key(slot.name), "current_job")
+            return value.decode() if value else None
+        return None
+
+    def _requeue_current(self, slot: Slot, reason: str) -> None:
+        self._requeue(self._current_job(slot), slot.name, reason)
+
+    def _requeue(self, job_id: str | None, slot_name: str, reason: str) -> None:
+        """Put an interrupted job back at the front of its queue, saying why; clean the dead slot's record."""
+        with contextlib.suppress(Exception):
+            worker = SimpleWorker.find_by_key(worker_key(slot_name), connection=self.client)
+            if worker is not None:
+                worker.register_death()
+        if not job_id:
+            return
+        try:
+            job = Job.fetch(job_id, connection=self.client, serializer=JSONSerializer)
+        except Exception:
+            log.warning("node %s: interrupted job %s vanished", self.name, job_id)
+            return
+        if job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED):
+            return
+        StartedJobRegistry(job.origin, connection=self.client).remove_executions(job)
+        job.meta.setdefault("interruptions", []).append(reason)
+        job.save_meta()
+        failed = FailedJobRegistry(job.origin, connection=self.client, serializer=JSONSerializer)
+        failed.add(job, exc_string=reason)
+        failed.requeue(job, at_front=True)
+        self.requeued.append(job_id)
+        log.warning("node %s: re-queued job %s on %s (%s)", self.name, job_id, job.origin, reason)
+
+
+def queue_for(client: redis.Redis, name: str) -> Queue:
+    return Queue(name, connection=client, serializer=JSONSerializer)

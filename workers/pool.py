@@ -1,0 +1,126 @@
+"""The node's warm Pool for batch jobs, and how its processes report per-task progress.
+
+Progress travels over one `multiprocessing.SimpleQueue` shared by all Pool processes: many writers, one
+reader (the node) is exactly what a Queue is for; a Pipe is one-to-one and Pool processes come and go,
+so per-process Pipes would have to be re-plumbed whenever the Pool replaces a process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.context import BaseContext
+from multiprocessing.pool import AsyncResult, Pool
+from multiprocessing.queues import SimpleQueue
+from typing import Any
+
+from tasks import batch, registry
+from workers import catalog, defaults, nodectx
+
+_progress: SimpleQueue[tuple[str, int]] | None = None
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit this process if the node that owns it disappears (no orphans)."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent_pid:
+            os._exit(0)
+
+
+def _init(progress: SimpleQueue[tuple[str, int]], node: str, url: str | None, lock: Any, parent: int) -> None:
+    global _progress
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the node's to handle
+    _progress = progress
+    nodectx.init(node, url, lock)
+    catalog.load()
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watch").start()
+
+
+def run_chunk(job_id: str, task: str, items: list[list[Any]]) -> dict[str, Any]:
+    """Run one chunk of a batch job in a Pool process, reporting progress at most every interval."""
+    fn = registry.raw(task)
+    cpu0 = time.process_time()
+    values = []
+    pending = 0
+    last = time.monotonic()
+    for args in items:
+        values.append(fn(*args))
+        pending += 1
+        now = time.monotonic()
+        if _progress is not None and now - last >= defaults.PROGRESS_INTERVAL:
+            _progress.put((job_id, pending))
+            pending, last = 0, now
+    if _progress is not None and pending:
+        _progress.put((job_id, pending))
+    return {"values": values, "pid": os.getpid(), "cpu_s": time.process_time() - cpu0}
+
+
+def chunk(items: list[list[Any]], size: int) -> list[list[list[Any]]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def auto_chunksize(count: int, processes: int) -> int:
+    """Pool.map's own rule: about four chunks per process."""
+    size, extra = divmod(count, processes * 4)
+    return max(1, size + (1 if extra else 0))
+
+
+class BatchPool:
+    """A warm `Pool` of the node's processes plus the progress channel they write to."""
+
+    def __init__(self, ctx: BaseContext, processes: int, node: str, url: str | None, lock: Any) -> None:
+        self.processes = processes
+        self.progress: SimpleQueue[tuple[str, int]] = ctx.SimpleQueue()
+        self.pool: Pool = ctx.Pool(
+            processes, initializer=_init, initargs=(self.progress, node, url, lock, os.getpid())
+        )
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in getattr(self.pool, "_pool", []) if p.pid]
+
+    def submit(
+        self,
+        job_id: str,
+        task: str,
+        items: list[list[Any]],
+        chunksize: int,
+        on_done: Callable[[dict[str, Any]], None],
+        on_error: Callable[[BaseException], None],
+    ) -> AsyncResult[list[dict[str, Any]]]:
+        """Fan a batch out in chunks; `on_done` gets the merged batch result (Pool's result thread)."""
+        size = chunksize if chunksize > 0 else auto_chunksize(len(items), self.processes)
+        started = time.time()
+
+        def done(parts: list[dict[str, Any]]) -> None:
+            on_done(batch.merge(task, parts, started))
+
+        return self.pool.starmap_async(
+            run_chunk,
+            [(job_id, task, part) for part in chunk(items, size)],
+            chunksize=1,
+            callback=done,
+            error_callback=on_error,
+        )
+
+    def close(self) -> None:
+        """Stop the Pool and reap every process (called once no slot can submit work any more).
+
+        The processes are killed first and the Pool cleans up after: Pool.terminate() waits for the
+        task queue's read lock, which a Pool process keeps forever if it was killed while waiting for
+        work (e.g. by a SIGTERM sent to the whole process group), so a lock held by the dead is freed.
+        """
+        for proc in list(self.pool._pool):  # type: ignore[attr-defined]
+            proc.kill()
+            proc.join()
+        rlock = self.pool._inqueue._rlock  # type: ignore[attr-defined]
+        if rlock.acquire(block=False):
+            rlock.release()
+        else:
+            rlock.release()
+        self.pool.terminate()
+        self.pool.join()
+        self.progress.close()
