@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from workers.errors import LabError
 from workers.settings import Settings
@@ -27,7 +28,7 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 class LabGroup(TyperGroup):
     """The one place a LabError becomes one red line and a non-zero exit code (never a traceback)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context
         try:
             return super().invoke(ctx)
         except LabError as exc:
@@ -35,6 +36,13 @@ class LabGroup(TyperGroup):
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/yellow]")
             raise typer.Exit(code=130) from None
+        except (typer.Exit, typer.Abort, TyperException):  # usage errors and exits: typer renders them
+            raise
+        except Exception as exc:
+            if os.environ.get("MPLAB_DEBUG"):
+                raise
+            message = f"internal error: {type(exc).__name__}: {exc} (MPLAB_DEBUG=1 shows the traceback)"
+            raise fail(message, 3) from None
 
 
 def new_app(help_text: str) -> typer.Typer:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import compare, jobs, node, redis_cmd
+from cli import compare, jobs, lab, node, redis_cmd
 from cli.base import LabGroup
 from workers.errors import ConfigError
 from workers.settings import Settings, parse_queues
@@ -82,6 +82,7 @@ app.command("worker")(node.worker)
 app.command("status")(jobs.status)
 app.command("result")(jobs.result)
 app.command("compare")(compare.compare)
+app.add_typer(lab.app, name="lab")
 
 
 def _sigterm_to_interrupt(signum: int, frame: Any) -> None:

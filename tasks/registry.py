@@ -103,6 +103,11 @@ def raw(name: str) -> Callable[..., Any]:
         raise UnknownTask(name) from None
 
 
+def call_raw(name: str, *args: Any) -> Any:
+    """Call the undecorated task `name`; picklable by reference (for Pools), unlike the raw function."""
+    return raw(name)(*args)
+
+
 def names() -> list[str]:
     """All registered names, sorted."""
     _load_all()

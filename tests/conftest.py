@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -45,10 +46,13 @@ def no_leftover_children() -> Iterator[None]:
     described = []
     for proc in leftovers:
         try:
-            described.append(f"{proc.pid} {proc.status()} {' '.join(proc.cmdline())[:80]}")
+            described.append(f"{proc.pid} {proc.status()} {proc.name()}")
             proc.kill()
         except psutil.Error:
-            continue
+            described.append(f"{proc.pid} (gone)")
+        if described[-1].split()[1] == psutil.STATUS_ZOMBIE:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proc.pid, 0)
     psutil.wait_procs(leftovers, timeout=5)
     pytest.fail(f"test left {len(leftovers)} child process(es) behind: {described}")
 

@@ -49,18 +49,23 @@ class Heart:
         self.procs = alive
         return list(alive.values())
 
-    def measure(self) -> tuple[float, int, int]:
-        """(CPU % summed over the tree, RSS bytes summed over the tree, process count)."""
-        cpu, rss, count = 0.0, 0, 0
+    def measure(self) -> tuple[float, int, int, int]:
+        """CPU % and RSS summed over the tree, PSS summed (shared pages counted once), process count.
+
+        With fork, children share the node's pages copy-on-write: the RSS sum counts them once per
+        process, the PSS sum splits them, so it is what the tree really costs.
+        """
+        cpu, rss, pss, count = 0.0, 0, 0, 0
         for proc in self.tree():
             try:
                 with proc.oneshot():
                     cpu += proc.cpu_percent(None)
                     rss += proc.memory_info().rss
+                    pss += getattr(proc.memory_full_info(), "pss", 0)
                 count += 1
             except psutil.Error:
                 continue
-        return cpu, rss, count
+        return cpu, rss, pss, count
 
     def beat(self, slots: list[str], state: str) -> dict[str, Any]:
         """Write one heartbeat; returns what was written."""
@@ -70,17 +75,18 @@ class Heart:
             rows = pipe.execute()
         busy = done = failed = 0
         for row in rows:
-            st, ok, bad = (v.decode() if v else "" for v in row)
+            st, ok, bad = (v.decode() if isinstance(v, bytes) else (v or "") for v in row)
             busy += st == "busy"
             done += int(ok or 0)
             failed += int(bad or 0)
-        cpu, rss, count = self.measure()
+        cpu, rss, pss, count = self.measure()
         beat = {
             **self.static,
             "state": state,
             "last_beat": time.time(),
             "cpu_percent": round(cpu, 1),
             "rss_bytes": rss,
+            "pss_bytes": pss,
             "processes": count,
             "slots_total": len(slots),
             "slots_busy": busy,
@@ -104,7 +110,7 @@ class Heart:
 
 def read_nodes(client: redis.Redis) -> list[dict[str, Any]]:
     """Every node with a live heartbeat key, with its age and whether it is stale."""
-    names = sorted(n.decode() for n in client.smembers(defaults.NODES_SET))
+    names = sorted(n.decode() for n in client.smembers(defaults.NODES_SET))  # type: ignore[union-attr]
     with client.pipeline() as pipe:
         for name in names:
             pipe.hgetall(node_key(name))
@@ -118,7 +124,16 @@ def read_nodes(client: redis.Redis) -> list[dict[str, Any]]:
         data: dict[str, Any] = {k.decode(): v.decode() for k, v in row.items()}
         for key in ("cpu_percent", "last_beat", "started_at"):
             data[key] = float(data.get(key, 0))
-        for key in ("rss_bytes", "slots_total", "slots_busy", "jobs_done", "jobs_failed", "pid", "processes"):
+        for key in (
+            "rss_bytes",
+            "pss_bytes",
+            "slots_total",
+            "slots_busy",
+            "jobs_done",
+            "jobs_failed",
+            "pid",
+            "processes",
+        ):
             data[key] = int(data.get(key, 0))
         data["name"] = name
         data["age_s"] = round(now - data["last_beat"], 2)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -125,7 +126,7 @@ def wait_for(
                 partial[job_id] = n
                 del pending[job_id]
             elif n > 1 and meta:
-                progress = JSONSerializer.loads(meta).get("progress") or {}
+                progress = json.loads(meta).get("progress") or {}
                 partial[job_id] = int(progress.get("done", 0))
         if on_progress:
             on_progress(sum(partial.values()), total)
@@ -241,8 +242,6 @@ def status(client: redis.Redis, names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _slots(node: dict[str, Any]) -> list[str]:
-    import json
-
     try:
         return list(json.loads(node.get("slots", "[]")))
     except ValueError:

@@ -247,10 +247,10 @@ class Node:
             if slot.process.is_alive():
                 grace = self.settings.grace_period
                 reason = f"node {self.name} stopped: job still running after the {grace:.0f}s grace period"
-                job_id = self._current_job(slot)
+                job_ids = self._current_jobs(slot)
                 slot.process.kill()
                 slot.process.join()
-                self._requeue(job_id, slot.name, reason)
+                self._requeue(job_ids, slot.name, reason)
             else:
                 slot.process.join()
             slot.conn.close()
@@ -258,23 +258,28 @@ class Node:
         with contextlib.suppress(redis.RedisError):
             self.heart.forget()
 
-    def _current_job(self, slot: Slot) -> str | None:
+    def _current_jobs(self, slot: Slot) -> list[str]:
+        """Ids of the jobs a slot is executing, from its RQ executions in Redis."""
         with contextlib.suppress(redis.RedisError):
-            value = self.client.hget(worker_key(slot.name), "current_job")
-            return value.decode() if value else None
-        return None
+            worker = SimpleWorker.find_by_key(worker_key(slot.name), connection=self.client)
+            if worker is not None:
+                return [e.job_id for e in worker.get_current_executions(refresh=True)]
+        return []
 
     def _requeue_current(self, slot: Slot, reason: str) -> None:
-        self._requeue(self._current_job(slot), slot.name, reason)
+        jobs = self._current_jobs(slot)
+        self._requeue(jobs, slot.name, reason)
 
-    def _requeue(self, job_id: str | None, slot_name: str, reason: str) -> None:
-        """Put an interrupted job back at the front of its queue, saying why; clean the dead slot's record."""
+    def _requeue(self, job_ids: list[str], slot_name: str, reason: str) -> None:
+        """Put interrupted jobs back at the front of their queue, saying why; clean the dead slot's record."""
         with contextlib.suppress(Exception):
             worker = SimpleWorker.find_by_key(worker_key(slot_name), connection=self.client)
             if worker is not None:
                 worker.register_death()
-        if not job_id:
-            return
+        for job_id in job_ids:
+            self._requeue_one(job_id, reason)
+
+    def _requeue_one(self, job_id: str, reason: str) -> None:
         try:
             job = Job.fetch(job_id, connection=self.client, serializer=JSONSerializer)
         except Exception:

@@ -34,6 +34,7 @@ def _watch_parent(parent_pid: int) -> None:
 def _init(progress: SimpleQueue[tuple[str, int]], node: str, url: str | None, lock: Any, parent: int) -> None:
     global _progress
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the node's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the node's handler, inherited through fork
     _progress = progress
     nodectx.init(node, url, lock)
     catalog.load()

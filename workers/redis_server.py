@@ -83,7 +83,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """preexec_fn: ask Linux to SIGTERM the server when the process that started it dies."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
@@ -125,7 +125,7 @@ def start_server(*, tied_to_parent: bool = True) -> tuple[RedisServer, subproces
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C goes to us; we stop the server in order
-            preexec_fn=_die_with_parent if tied_to_parent else None,
+            preexec_fn=die_with_parent if tied_to_parent else None,
         )
         url = f"redis://:{password}@127.0.0.1:{port}/0"
         deadline = time.monotonic() + defaults.REDIS_START_TIMEOUT
@@ -238,6 +238,8 @@ def down(state_dir: Path) -> RedisServer | None:
     if _alive(server.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(server.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):  # reap it if `up` ran in this very process
+        os.waitpid(server.pid, os.WNOHANG)
     shutil.rmtree(server.workdir, ignore_errors=True)
     return server
 

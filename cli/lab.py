@@ -1,0 +1,180 @@
+"""`mplab lab`: the chapter's sections as experiments that show the phenomenon and judge the claims."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import workers.lab as lab
+from cli.base import console, err_console, new_app, print_json, settings_of
+from workers.errors import ConfigError
+
+app = new_app(
+    "The chapter's sections as runnable experiments: each shows the phenomenon on this machine "
+    "(pids, states, timings) and gives a verdict on the chapter's claims: holds, wrong, outdated."
+)
+
+VERDICT_STYLE = {"holds": "green", "wrong": "red", "outdated": "yellow", "not-measured": "dim"}
+
+
+def parse_params(items: list[str] | None) -> dict[str, str]:
+    """['key=value', ...] -> {key: value}; ConfigError (exit 2) for anything else."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param expects key=value, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command("list")
+def list_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Experiments with their chapter section, description and parameters."""
+    exps = lab.all_experiments()
+    if json_out:
+        print_json([
+            {"name": e.name, "section": e.section, "description": e.description, "params": e.params,
+             "runs_in_node": e.runs_in_node}
+            for e in exps
+        ])  # fmt: skip
+        return
+    table = Table(title="mplab lab experiments", title_justify="left")
+    for col in ("name", "§", "what it shows", "params (defaults)", "node"):
+        table.add_column(col, overflow="fold")
+    for e in exps:
+        params = ", ".join(f"{k}={v}" for k, v in e.params.items())
+        table.add_row(e.name, e.section, e.description, params, "yes" if e.runs_in_node else "no")
+    console.print(table)
+    console.print("Run one with `mplab lab run NAME [-p key=value]`, or all with `mplab lab run all`.")
+
+
+@app.command("run")
+def run_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Experiment name (see `mplab lab list`), or `all`.")],
+    via: Annotated[
+        str, typer.Option(help="local: in this process; rq: on a worker node through RQ.")
+    ] = "local",
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="key=value, repeatable (e.g. -p repeats=5). See `lab list`."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
+) -> None:
+    """Run an experiment (or `all`): what happened, and the verdict on each claim it tests."""
+    settings = settings_of(ctx)
+    params = parse_params(param)
+    if via not in ("local", "rq"):
+        raise ConfigError(f"--via must be local or rq, got {via!r}")
+
+    def runner(exp_name: str, exp_params: dict[str, Any]) -> dict[str, Any]:
+        if via == "rq":
+            from workers.lab.remote import run_via_rq
+
+            return run_via_rq(settings, exp_name, exp_params)
+        return lab.run(exp_name, exp_params, settings)
+
+    if name != "all":
+        result = runner(name, params)
+        if json_out:
+            print_json(result)
+        else:
+            render(result)
+        return
+    names = [e.name for e in lab.all_experiments() if via == "local" or e.runs_in_node]
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]{task.description:<16}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(), console=err_console, transient=True, disable=json_out,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("starting", total=len(names))
+
+        def step(exp_name: str, i: int) -> None:
+            progress.update(task, description=exp_name, completed=i)
+
+        results = lab.run_many(names, params, settings, progress=step, runner=runner)
+        progress.update(task, completed=len(names))
+    total = time.perf_counter() - started
+    if json_out:
+        print_json({"total_s": round(total, 3), "results": results})
+        return
+    render_all(results, total)
+
+
+def _facts_line(facts: dict[str, Any]) -> str:
+    return (
+        f"Python {facts['python']} · start method {facts['start_method']} · {facts['cores']} cores "
+        f"({facts['usable_cores']} usable) · {facts['platform']}"
+    )
+
+
+def render(result: dict[str, Any]) -> None:
+    """One experiment: header, narrative, measurements, claims."""
+    console.rule(f"[bold]{result['name']}[/bold]  §{result['section']}")
+    if "facts" in result:
+        where = result.get("ran_on")
+        node = f" · node {where['node']} pid {where['pid']}" if where else ""
+        console.print(_facts_line(result["facts"]) + node, style="dim", highlight=False)
+    console.print("[bold]What happened[/bold]")
+    for line in result.get("events", []):
+        stamp, _, text = line.strip().partition(" ms  ")
+        console.print(f"  [dim]{stamp:>8} ms[/dim]  {text}", highlight=False, soft_wrap=True)
+    measurements = result.get("measurements", {})
+    if measurements:
+        console.print("[bold]Measured[/bold]")
+        for key, value in measurements.items():
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                console.print(_dict_table(key, value))
+            else:
+                text = json.dumps(value, ensure_ascii=False, default=str)
+                console.print(f"  {key}: {text if len(text) < 400 else text[:397] + '...'}", highlight=False)
+    console.print(claims_table(result.get("claims", []), f"Claims ({result['elapsed_s']} s)"))
+
+
+def _dict_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title, title_justify="left")
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    for key in keys:
+        table.add_column(key, overflow="fold")
+    for row in rows:
+        table.add_row(*("-" if row.get(k) is None else str(row.get(k)) for k in keys))
+    return table
+
+
+def claims_table(claims: list[dict[str, str]], title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("claim", ratio=3, overflow="fold")
+    table.add_column("§", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("evidence", ratio=5, overflow="fold")
+    for c in claims:
+        style = VERDICT_STYLE.get(c["verdict"], "")
+        table.add_row(c["claim"], c["section"], f"[{style}]{c['verdict']}[/{style}]", c["evidence"])
+    return table
+
+
+def render_all(results: list[dict[str, Any]], total: float) -> None:
+    """`lab run all`: one line per experiment, then every claim in one table."""
+    facts = next((r["facts"] for r in results if "facts" in r), None)
+    if facts:
+        console.print(_facts_line(facts), style="dim", highlight=False)
+    summary = Table(title="Experiments", title_justify="left")
+    for col in ("experiment", "§", "seconds", "holds", "wrong", "outdated", "not-measured"):
+        summary.add_column(col)
+    claims: list[dict[str, str]] = []
+    for r in results:
+        verdicts = [c["verdict"] for c in r.get("claims", [])]
+        counts = [str(verdicts.count(v)) for v in ("holds", "wrong", "outdated", "not-measured")]
+        seconds = "[red]error: " + r["error"] + "[/red]" if "error" in r else str(r.get("elapsed_s"))
+        summary.add_row(r["name"], r["section"], seconds, *counts)
+        claims.extend(r.get("claims", []))
+    console.print(summary)
+    console.print(claims_table(claims, f"Claims: {len(claims)} verdicts in {total:.1f} s"))

@@ -1,0 +1,143 @@
+"""Unit tests over fakeredis with a non-forking worker: registry, settings, serializer, refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.serializers import JSONSerializer
+
+from tasks import batch, cpu, registry
+from workers import jobs
+from workers.errors import ConfigError
+from workers.settings import Settings, parse_queues
+from workers.slot import SlotWorker, refusal_reason
+
+
+def run_slot(conn) -> None:
+    # RQ installs SIGINT/SIGTERM handlers in work() and never restores them: keep pytest's own.
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        SlotWorker(["default"], connection=conn, serializer=JSONSerializer).work(
+            burst=True, logging_level="WARNING"
+        )
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+# -- registry ---------------------------------------------------------------------------------------
+def test_registry_lists_the_chapter_tasks_by_import_path():
+    names = registry.names()
+    assert "tasks.cpu.sum_squares" in names
+    assert "tasks.cpu.cpu_intensive_task" in names
+    assert "tasks.batch.run_batch" in names
+    assert "os.system" not in names
+    with pytest.raises(registry.UnknownTask, match="os.system"):
+        registry.resolve("os.system")
+
+
+def test_task_returns_envelope_with_where_and_when():
+    env = cpu.sum_squares(10)
+    assert env["value"] == sum(i * i for i in range(10)) == 285
+    assert env["pid"] == os.getpid()
+    assert env["task"] == "tasks.cpu.sum_squares"
+    assert env["ended"] >= env["started"] > 0
+    assert env["cpu_s"] >= 0
+    json.dumps(env)  # JSON-able
+
+
+def test_cpu_intensive_task_matches_chapter_definition():
+    numbers = [50, 120, 200]
+    env = cpu.cpu_intensive_task("Task-1", numbers)
+    assert env["value"] == ["Task-1", sum(sum(i * i for i in range(n)) for n in numbers)]
+    with pytest.raises(ValueError):
+        registry.raw("tasks.cpu.sum_squares")(-1)
+
+
+def test_closed_form_matches_the_task():
+    for n in (0, 1, 2, 10, 12345):
+        assert jobs.sum_squares_expected(n) == registry.raw("tasks.cpu.sum_squares")(n)
+
+
+def test_serial_batch_equals_individual_calls():
+    out = batch.run_batch("tasks.cpu.sum_squares", [[5], [6], [7]])
+    assert out["values"] == [30, 55, 91]
+    assert out["tasks_per_pid"] == {str(os.getpid()): 3}
+    with pytest.raises(registry.UnknownTask):
+        batch.run_batch("os.system", [["true"]])
+
+
+# -- settings ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"pool_size": 0}, "pool size must be >= 1"),
+        ({"start_method": "vfork"}, "start method must be one of"),
+        ({"redis_url": "http://x"}, "Redis URL must start with"),
+        ({"grace_period": -1}, "grace period"),
+        ({"queues": ()}, "queues must be non-empty"),
+    ],
+)
+def test_settings_reject_bad_values(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings(**changes)
+
+
+def test_settings_queue_check_and_context():
+    settings = Settings(queues=parse_queues("high, default,low"), start_method="spawn")
+    assert settings.queues == ("high", "default", "low")
+    assert settings.check_queue("low") == "low"
+    with pytest.raises(ConfigError, match="unknown queue 'urgent'"):
+        settings.check_queue("urgent")
+    assert settings.mp_context().get_start_method() == "spawn"
+
+
+# -- serializer and refusal -------------------------------------------------------------------------
+def test_jobs_are_stored_as_json(fake_redis):
+    job_list, sizes = jobs.submit_cpu(fake_redis, "default", tasks=3, size=100, batch=1)
+    assert sizes == [1, 1, 1]
+    raw = fake_redis.hget(Job.key_for(job_list[0].id), "data")
+    import zlib
+
+    payload = json.loads(zlib.decompress(raw))  # JSON, not pickle
+    assert payload[0] == "tasks.cpu.sum_squares" and payload[2] == [100]
+
+
+def test_slot_runs_registered_jobs_and_batches_without_a_node(fake_redis):
+    job_list, sizes = jobs.submit_cpu(fake_redis, "default", tasks=5, size=1000, batch=2)
+    assert sizes == [2, 2, 1]
+    run_slot(fake_redis)
+    for job in job_list:
+        assert job.get_status(refresh=True) == JobStatus.FINISHED
+        assert job.return_value()["values"] == [jobs.sum_squares_expected(1000)] * len(job.args[1])
+
+
+def test_unregistered_function_is_refused_and_never_runs(fake_redis, tmp_path: Path):
+    marker = tmp_path / "pwned"
+    q = Queue("default", connection=fake_redis, serializer=JSONSerializer)
+    job = q.enqueue_call("os.system", args=(f"touch {marker}",))
+    run_slot(fake_redis)
+    assert not marker.exists()
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+    assert job.id in q.failed_job_registry.get_job_ids()
+    assert "'os.system' is not a registered mplab task" in jobs.failure_reason(job)
+
+
+def test_pickled_payload_is_refused(fake_redis, tmp_path: Path):
+    marker = tmp_path / "pwned"
+    pickled = Queue("default", connection=fake_redis)  # RQ's default serializer is pickle
+    job = pickled.enqueue(os.system, f"touch {marker}")
+    run_slot(fake_redis)
+    assert not marker.exists()
+    job = Job.fetch(job.id, connection=fake_redis)
+    assert job.get_status() == JobStatus.FAILED
+    assert refusal_reason(Job.fetch(job.id, connection=fake_redis, serializer=JSONSerializer)).startswith(
+        "refused: the job's payload is not JSON"
+    )
+    assert "not JSON" in jobs.failure_reason(job)

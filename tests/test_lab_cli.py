@@ -1,0 +1,101 @@
+"""`mplab lab` through its Typer app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.lab import app
+
+runner = CliRunner()
+
+
+def test_list_shows_every_section() -> None:
+    res = runner.invoke(app, ["list", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    sections = {r["section"] for r in rows}
+    assert {"3.2", "4.1", "4.2", "4.3", "5.1", "6.5", "6.6", "7.1.3", "7.2"} <= sections
+    human = runner.invoke(app, ["list"])
+    assert human.exit_code == 0 and "orphan" in human.output
+
+
+def test_run_json_and_text() -> None:
+    res = runner.invoke(app, ["run", "identity", "--json", "-p", "children=2"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    assert data["name"] == "identity" and len(data["measurements"]["children"]) == 2
+    text = runner.invoke(app, ["run", "isolation"])
+    assert text.exit_code == 0 and "What happened" in text.output and "holds" in text.output
+
+
+def test_unknown_experiment_and_bad_params() -> None:
+    res = runner.invoke(app, ["run", "nope"])
+    assert res.exit_code == 1 and "no experiment 'nope'" in res.output
+    assert runner.invoke(app, ["run", "identity", "-p", "children=x"]).exit_code == 2
+    assert runner.invoke(app, ["run", "identity", "-p", "kids=1"]).exit_code == 2
+    assert runner.invoke(app, ["run", "identity", "-p", "novalue"]).exit_code == 2
+    assert runner.invoke(app, ["run", "identity", "--via", "carrier-pigeon"]).exit_code == 2
+
+
+def test_via_rq_refuses_local_only_experiment(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["run", "lock", "--via", "rq"])
+    assert res.exit_code == 2 and "cannot run on a worker node" in res.output
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_via_rq_without_node_says_so(redis_url: str) -> None:
+    from cli.main import app as root
+
+    res = runner.invoke(root, ["--redis-url", redis_url, "lab", "run", "identity", "--via", "rq"])
+    if "No such command" in res.output:
+        pytest.skip("lab not registered in cli/main.py yet")
+    assert res.exit_code == 1 and "no worker node" in res.output
+
+
+def test_rq_job_round_trips_through_json(fake_redis) -> None:  # type: ignore[no-untyped-def]
+    """The node-side entry point, run by a SimpleWorker over fakeredis with RQ's JSON serializer."""
+    import os
+    import signal
+
+    from rq import Queue, SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from workers.lab.jobs import run_experiment
+
+    queue = Queue("default", connection=fake_redis, serializer=JSONSerializer)
+    job = queue.enqueue(run_experiment, "identity", {"children": "2"}, "fork")
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        SimpleWorker([queue], connection=fake_redis, serializer=JSONSerializer).work(burst=True)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    result = job.latest_result()
+    assert result is not None and result.type == result.Type.SUCCESSFUL, result and result.exc_string
+    value = result.return_value
+    assert value["name"] == "identity" and value["ran_on"]["pid"] == os.getpid()
+    assert all(c["ppid"] == os.getpid() for c in value["measurements"]["children"])
+
+
+def test_rq_job_refuses_local_only_experiment() -> None:
+    from workers.errors import ConfigError
+    from workers.lab.jobs import run_experiment
+
+    with pytest.raises(ConfigError, match="does not run on a worker node"):
+        run_experiment("lock", {})
+
+
+@pytest.mark.slow
+def test_run_all_json_every_experiment_judged() -> None:
+    res = runner.invoke(app, ["run", "all", "--json", "-p", "repeats=1", "-p", "redis=false"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    names = [r["name"] for r in data["results"]]
+    assert names[0] == "identity" and "subprocess" in names and len(names) == 19
+    assert all("error" not in r for r in data["results"]), [r.get("error") for r in data["results"]]
+    assert sum(len(r["claims"]) for r in data["results"]) > 50

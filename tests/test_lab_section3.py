@@ -1,0 +1,47 @@
+"""Sections 3.2-3.3: identity, states, scheduling."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.test_lab_helpers import run, verdict
+
+
+def test_identity_children_report_parent_pid(tmp_path: Path) -> None:
+    r = run("identity", tmp_path, children=3)
+    kids = r["measurements"]["children"]
+    assert len({k["pid"] for k in kids}) == 3
+    assert all(k["ppid"] == os.getpid() for k in kids)
+    assert os.getpid() not in {k["pid"] for k in kids}
+
+
+@pytest.mark.slow
+def test_states_psutil_sees_sleeping_running_stopped_zombie(tmp_path: Path) -> None:
+    r = run("states", tmp_path, spin_s=0.3)
+    m = r["measurements"]
+    assert m["sampled_statuses"]["blocked"] and set(m["sampled_statuses"]["blocked"]) == {"sleeping"}
+    assert all("running" in m["sampled_statuses"][f"busy-{i}"] for i in range(m["busy_children"]))
+    assert m["stopped_status"] == "stopped"
+    assert m["zombie_status"] == "zombie"
+    assert verdict(r, "Running -> end") == "wrong"
+    assert m["cpu_share_total"] > 0
+
+
+def test_scheduling_verdicts_and_rq_order(tmp_path: Path) -> None:
+    r = run("scheduling", tmp_path)
+    mix = r["measurements"]["default_mix"]
+    assert mix["SJF"]["avg_waiting"] < mix["FCFS"]["avg_waiting"]
+    assert verdict(r, "SJF favours short jobs") == "holds"
+    order = r["measurements"]["rq_execution_order"]
+    assert [o.split("-")[0] for o in order] == ["high", "high", "default", "default", "low", "low"]
+
+
+def test_scheduling_leaves_signal_handlers_alone(tmp_path: Path) -> None:
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    run("scheduling", tmp_path)
+    assert signal.getsignal(signal.SIGTERM) == before

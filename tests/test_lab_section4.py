@@ -1,0 +1,44 @@
+"""Section 4: orphan, zombie, daemon phenomena."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.test_lab_helpers import run, verdict
+
+
+@pytest.mark.slow
+def test_orphan_is_reparented_and_reaped(tmp_path: Path) -> None:
+    r = run("orphan", tmp_path, wait_s=8.0)
+    o = r["measurements"]["orphan"]
+    assert o["new_ppid"] != o["old_ppid"]  # its parent died and someone adopted it
+    assert o["reaped"] and not psutil.pid_exists(o["pid"])
+    sub = r["measurements"]["subreaper_case"]
+    assert sub["new_ppid"] == sub["me"]  # with a subreaper, it adopts instead of PID 1
+    assert sub["reaped_status"] == 0
+    assert verdict(r, "adopted by init") in ("holds", "outdated")
+
+
+@pytest.mark.slow
+def test_zombie_seen_then_gone(tmp_path: Path) -> None:
+    r = run("zombie", tmp_path)
+    m = r["measurements"]
+    assert m["status_before_join"] == "zombie"
+    assert m["status_after_join"] == "gone"
+    assert m["implicitly_reaped_by_start"] is True
+    assert m["managed_leftovers"] == []
+    assert m["managed_exitcodes"][-1] == -15  # the hanging one was terminated
+
+
+def test_daemon_terminated_with_parent_and_childless(tmp_path: Path) -> None:
+    r = run("daemon", tmp_path, normal_s=0.2)
+    m = r["measurements"]
+    assert m["daemon_gone"] and m["normal_gone"]
+    assert m["daemon_sigterm_after_code_end_s"] is not None
+    assert m["parent_exit_after_code_end_s"] > 0
+    assert verdict(r, "may not create child processes") == "holds"
+    assert any("daemonic processes are not allowed to have children" in c["evidence"] for c in r["claims"])
+    assert verdict(r, "a normal child keeps running") == "wrong"

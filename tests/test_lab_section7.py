@@ -1,0 +1,46 @@
+"""Section 7: Pool methods, Pool vs Process, subprocess."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.test_lab_helpers import run, verdict
+
+
+def test_pool_methods_order_and_blocking(tmp_path: Path) -> None:
+    r = run("pool-methods", tmp_path, processes=2, task_ms=60)
+    p = r["measurements"]["pool"]
+    assert p["map"]["results"] == [1, 4, 9, 16, 25]
+    assert p["map_async"]["returned_after_s"] < p["map_async"]["get_after_s"]
+    assert [x for x, _ in p["imap"]["yields"]] == [1, 4, 9, 16]
+    assert [x for x, _ in p["imap_unordered"]["yields"]][-1] == 1  # the slow first item comes last
+    kinds = sorted(c[0] for c in p["apply_async"]["calls"])
+    assert kinds == ["callback", "callback", "error_callback"]
+    assert p["starmap"]["results"] == [8, 1024, 9]
+
+
+@pytest.mark.slow
+def test_pool_vs_process_measures_both_regimes(tmp_path: Path) -> None:
+    r = run("pool-vs-process", tmp_path, batches=4, width=4, repeats=1, sweep_max=2, heavy_n=20_000)
+    m = r["measurements"]
+    for key in ("many_small_batches", "one_heavy_batch"):
+        assert m[key]["process_s"] > 0 and m[key]["pool_s"] > 0
+    assert [s["batches"] for s in m["sweep"]] == [1, 2]
+
+
+@pytest.mark.slow
+def test_subprocess_timeout_kills_the_tree(tmp_path: Path) -> None:
+    r = run("subprocess", tmp_path, timeout_s=0.3)
+    t = r["measurements"]["timeouts"]
+    # plain run(timeout) leaves the grandchild alive (the experiment then kills it)
+    assert t["run_timeout"]["grandchild_status"] in ("sleeping", "running")
+    assert t["killpg"]["timed_out"] and t["killpg"]["grandchild_status"] in ("zombie", "gone")
+    assert not psutil.pid_exists(t["run_timeout"]["grandchild"]) or psutil.Process(
+        t["run_timeout"]["grandchild"]
+    ).status() in ("zombie",)
+    assert verdict(r, "bufsize=1") == "wrong"
+    assert verdict(r, "nonexistent_command") == "wrong"
+    assert verdict(r, "interactive interpreter") == "holds"

@@ -1,0 +1,230 @@
+"""Networked modes of `mplab compare`: RQ one job per task, RQ batched, stock RQ workers as reference."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import redis
+from rq.job import Job
+from rq.queue import Queue
+from rq.results import Result
+from rq.serializers import JSONSerializer
+
+from tasks import registry
+from tasks.batch import run_batch
+from workers.compare.local import Run
+from workers.errors import LabError
+from workers.heartbeat import node_key, read_nodes
+from workers.redis_server import die_with_parent
+
+
+class LocalNodes:
+    """`mplab worker` processes this command starts on its own queue and always stops."""
+
+    def __init__(self, url: str, queue: str, count: int, pool: int, start_method: str) -> None:
+        self.url, self.queue, self.count, self.pool, self.start_method = url, queue, count, pool, start_method
+        self.run_id = uuid.uuid4().hex[:6]
+        self.names = [f"compare-{self.run_id}-{i + 1}" for i in range(count)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> LocalNodes:
+        for name in self.names:
+            cmd = [sys.executable, "-m", "cli", "--redis-url", self.url, "--queues", self.queue,
+                   "--start-method", self.start_method, "worker", "--name", name, "--pool", str(self.pool)]  # fmt: skip
+            self.procs.append(
+                subprocess.Popen(
+                    cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
+                )
+            )
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 60
+        while not all(client.hget(node_key(n), "slots_total") == str(self.pool).encode() for n in self.names):
+            dead = [p for p in self.procs if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                err = (
+                    dead[0].stderr.read().decode(errors="replace").strip() if dead and dead[0].stderr else ""
+                )
+                self.__exit__(None, None, None)
+                raise LabError(f"a worker node failed to start: {err.splitlines()[-1] if err else 'timeout'}")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            if proc.stderr:
+                proc.stderr.close()
+
+    def idle_memory(self) -> list[tuple[int, int]]:
+        """(RSS sum, PSS sum) of each node's process tree from its latest heartbeat."""
+        client = redis.Redis.from_url(self.url)
+        rows = [client.hmget(node_key(n), "rss_bytes", "pss_bytes") for n in self.names]
+        return [(int(r or 0), int(p or 0)) for r, p in rows]
+
+
+def existing_slots(client: redis.Redis) -> int:
+    """Total slots of the live nodes already running (for `--nodes 0`)."""
+    return sum(n["slots_total"] for n in read_nodes(client) if not n["stale"])
+
+
+def _done_count(client: redis.Redis, q: Queue) -> int:
+    with client.pipeline() as pipe:
+        pipe.zcard(q.finished_job_registry.key)
+        pipe.zcard(q.failed_job_registry.key)
+        finished, failed = pipe.execute()
+    return int(finished) + int(failed)
+
+
+def _fetch(client: redis.Redis, ids: list[str]) -> tuple[list[Any], dict[str, float]]:
+    """Results (in order) and mean timings from the jobs' own timestamps, in pipelined round trips."""
+    with client.pipeline() as pipe:
+        for job_id in ids:
+            pipe.xrevrange(Result.get_key(job_id), "+", "-", count=1)
+            pipe.hmget(Job.key_for(job_id), "enqueued_at", "started_at", "ended_at", "status")
+        rows = pipe.execute()
+    values, waits, runs, starts, ends = [], [], [], [], []
+    from rq.utils import str_to_date
+
+    for job_id, stream, stamps in zip(ids, rows[::2], rows[1::2], strict=True):
+        status = (stamps[3] or b"").decode()
+        if status != "finished" or not stream:
+            raise LabError(f"job {job_id} ended {status or 'missing'}: see `mplab result {job_id}`")
+        result_id, payload = stream[0]
+        result = Result.restore(job_id, result_id.decode(), payload, client, serializer=JSONSerializer)
+        values.append(result.return_value)
+        enq, start, end = (str_to_date(v).timestamp() for v in stamps[:3])
+        waits.append(start - enq)
+        runs.append(end - start)
+        starts.append(start)
+        ends.append(end)
+    timing = {
+        "queue_wait_ms": mean(waits) * 1000,
+        "running_ms": mean(runs) * 1000,
+        "drain_s": max(ends) - min(starts),
+    }
+    return values, timing
+
+
+def _wait(client: redis.Redis, q: Queue, baseline: int, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _done_count(client, q) - baseline < count:
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"timed out after {timeout:.0f}s waiting for {count} jobs on {q.name!r}: are nodes running?"
+            )
+        time.sleep(0.002)
+
+
+def rq_jobs(
+    client: redis.Redis, queue: str, task: str, items: list[list[Any]], batch: int, slots: int
+) -> Run:
+    """Enqueue (one pipeline), wait for all, fetch results; wall covers all three."""
+    q = Queue(queue, connection=client, serializer=JSONSerializer)
+    fn = registry.resolve(task)
+    baseline = _done_count(client, q)
+    t0 = time.perf_counter()
+    if batch <= 1:
+        datas = [Queue.prepare_data(fn, args=args, result_ttl=600) for args in items]
+    else:
+        datas = [
+            Queue.prepare_data(run_batch, args=(task, items[i : i + batch]), result_ttl=600)
+            for i in range(0, len(items), batch)
+        ]
+    with client.pipeline() as pipe:
+        jobs = q.enqueue_many(datas, pipeline=pipe)
+        pipe.execute()
+    t_enq = time.perf_counter()
+    _wait(client, q, baseline, len(jobs), timeout=300)
+    t_done = time.perf_counter()
+    results, timing = _fetch(client, [j.id for j in jobs])
+    wall = time.perf_counter() - t0
+    if batch <= 1:
+        values = [r["value"] for r in results]
+    else:
+        values = [v for r in results for v in r["values"]]
+    extra = {
+        "jobs": len(jobs),
+        "batch": max(batch, 1),
+        "enqueue_ms": (t_enq - t0) * 1000,
+        "result_fetch_ms": (time.perf_counter() - t_done) * 1000,
+        **timing,
+    }
+    return Run(wall, values, slots, extra)
+
+
+def enqueue_rate(client: redis.Redis, queue: str, count: int) -> dict[str, float]:
+    """Jobs/s of `enqueue_many` in one pipeline vs one `enqueue` at a time (jobs deleted afterwards)."""
+    q = Queue(queue, connection=client, serializer=JSONSerializer)
+    fn = registry.resolve("tasks.cpu.trivial")
+    datas = [Queue.prepare_data(fn, args=(i,)) for i in range(count)]
+    t0 = time.perf_counter()
+    with client.pipeline() as pipe:
+        many = q.enqueue_many(datas, pipeline=pipe)
+        pipe.execute()
+    t_many = time.perf_counter() - t0
+    few = max(1, count // 10)
+    t0 = time.perf_counter()
+    single = [q.enqueue(fn, i) for i in range(few)]
+    t_single = time.perf_counter() - t0
+    q.delete(delete_jobs=True)
+    del many, single
+    return {"enqueue_many_jobs_per_s": count / t_many, "enqueue_one_by_one_jobs_per_s": few / t_single}
+
+
+@contextlib.contextmanager
+def _stock_workers(url: str, queue: str, count: int, worker_class: str | None) -> Iterator[None]:
+    rq_bin = str(Path(sys.executable).with_name("rq"))
+    procs = []
+    for i in range(count):
+        cmd = [rq_bin, "worker", "--burst", "--serializer", "json", "-u", url, "--logging_level", "WARNING",
+               "-n", f"stock-{uuid.uuid4().hex[:6]}-{i}", queue]  # fmt: skip
+        if worker_class:
+            cmd[2:2] = ["-w", worker_class]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      preexec_fn=die_with_parent))  # fmt: skip
+    try:
+        yield
+    finally:
+        for proc in procs:
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def stock_reference(client: redis.Redis, url: str, count: int, workers: int, worker_class: str | None) -> Run:
+    """Drain `count` trivial jobs with stock `rq worker` processes on a private queue (jobs/s from timestamps)."""
+    queue = f"mplab-stock-{uuid.uuid4().hex[:6]}"
+    q = Queue(queue, connection=client, serializer=JSONSerializer)
+    fn = registry.resolve("tasks.cpu.trivial")
+    with client.pipeline() as pipe:
+        jobs = q.enqueue_many(
+            [Queue.prepare_data(fn, args=(i,), result_ttl=600) for i in range(count)], pipeline=pipe
+        )
+        pipe.execute()
+    t0 = time.perf_counter()
+    with _stock_workers(url, queue, workers, worker_class):
+        _wait(client, q, 0, count, timeout=300)
+    wall = time.perf_counter() - t0
+    results, timing = _fetch(client, [j.id for j in jobs])
+    for reg in (q.finished_job_registry, q.failed_job_registry):
+        for job_id in reg.get_job_ids():
+            reg.remove(job_id, delete_job=True)
+    label = "forking Worker" if worker_class is None else worker_class.rsplit(".", 1)[-1]
+    return Run(wall, [r["value"] for r in results], workers, {"worker": label, "jobs": count, **timing})

@@ -1,0 +1,109 @@
+"""`mplab lab`: every chapter section as a runnable experiment with a verdict on the chapter's claims.
+
+Experiments are declared in the modules listed in `MODULES` with `@experiment(...)` (see
+`workers.lab.base`) and run by name with `run(name, params, settings)`, which returns the JSON-able
+result the CLI renders and an RQ job (`workers.lab.jobs.run_experiment`) returns from a worker node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+# Import-light on purpose: a spawned child that imports `workers.lab.probe` (the no-op target the
+# start-method costs are measured with) must not pay for psutil and every experiment module.
+if TYPE_CHECKING:
+    from workers.lab.base import Experiment
+    from workers.settings import Settings
+
+__all__ = ["all_experiments", "get", "run", "run_many", "MODULES"]
+
+MODULES: tuple[str, ...] = (
+    "identity", "special", "daemon", "creation", "startup",
+    "ipc", "pipes", "ipc_table", "tickets", "pool", "subproc",
+)  # fmt: skip
+"""Modules under workers.lab that declare experiments (imported on first use)."""
+
+
+def _load() -> dict[str, Experiment]:
+    import importlib
+
+    from workers.lab import base
+
+    for module in MODULES:
+        importlib.import_module(f"workers.lab.{module}")
+    return base.REGISTRY
+
+
+def _section_key(exp: Experiment) -> tuple[int, ...]:
+    return tuple(int(part) for part in exp.section.split("."))
+
+
+def all_experiments() -> list[Experiment]:
+    """Every experiment, in chapter order."""
+    return sorted(_load().values(), key=_section_key)
+
+
+def get(name: str) -> Experiment:
+    """The experiment called `name`; NotFound otherwise."""
+    from workers.errors import NotFound
+
+    registry = _load()
+    try:
+        return registry[name]
+    except KeyError:
+        known = ", ".join(e.name for e in all_experiments())
+        raise NotFound(f"no experiment {name!r}; experiments: {known}") from None
+
+
+def run(name: str, params: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """Run one experiment in this process and return its result dict."""
+    from workers.lab.base import Lab, Report, stop_mp_helpers
+
+    exp = get(name)
+    parsed = exp.parse_params(params)
+    report = Report(exp.name, exp.section, settings.start_method)
+    try:
+        exp.run(Lab(settings, parsed, report))
+    finally:
+        stop_mp_helpers()
+    return report.result(parsed)
+
+
+def check_params(names: list[str], params: dict[str, Any]) -> None:
+    """ConfigError unless every param is declared by at least one of the named experiments."""
+    from workers.errors import ConfigError
+
+    exps = [get(name) for name in names]
+    unknown = sorted(set(params) - {key for exp in exps for key in exp.params})
+    if unknown:
+        raise ConfigError(f"no experiment declares parameter(s) {', '.join(unknown)}")
+    for exp in exps:
+        exp.parse_params({k: v for k, v in params.items() if k in exp.params})
+
+
+def run_many(
+    names: list[str],
+    params: dict[str, Any],
+    settings: Settings,
+    progress: Callable[[str, int], None] | None = None,
+    runner: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Run several experiments (a param applies to every experiment declaring it); one failing experiment
+    becomes an entry with an "error" instead of stopping the others."""
+    from workers.errors import LabError
+
+    check_params(names, params)
+    results = []
+    for i, name in enumerate(names):
+        if progress is not None:
+            progress(name, i)
+        exp = get(name)
+        mine = {k: v for k, v in params.items() if k in exp.params}
+        try:
+            results.append((runner or (lambda n, p: run(n, p, settings)))(name, mine))
+        except LabError as exc:
+            results.append(
+                {"name": name, "section": exp.section, "error": str(exc), "events": [], "claims": []}
+            )
+    return results

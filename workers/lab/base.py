@@ -1,0 +1,258 @@
+"""What every experiment shares: its declaration, the report it fills in, and process hygiene helpers.
+
+An experiment is a function `run(lab: Lab) -> None` that creates processes, watches what happens and
+records it in `lab.report`: narrative events (with pids, states, timings), measurements, and a verdict
+on each of the chapter's claims it tests. `Report.result()` is the JSON-able dict the CLI renders and
+an RQ job returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psutil
+
+from workers.errors import ConfigError
+from workers.settings import Settings, machine_facts
+
+Verdict = Literal["holds", "wrong", "outdated", "not-measured"]
+VERDICTS: tuple[str, ...] = ("holds", "wrong", "outdated", "not-measured")
+ParamValue = int | float | str | bool
+
+
+@dataclass
+class Report:
+    """The observed events, measurements and verdicts of one experiment run."""
+
+    name: str
+    section: str
+    start_method: str
+    events: list[str] = field(default_factory=list)
+    measurements: dict[str, Any] = field(default_factory=dict)
+    claims: list[dict[str, str]] = field(default_factory=list)
+    t0: float = field(default_factory=time.perf_counter)
+
+    def event(self, text: str) -> None:
+        """A narrative line, stamped with milliseconds since the experiment began."""
+        self.events.append(f"{(time.perf_counter() - self.t0) * 1000:8.1f} ms  {text}")
+
+    def measure(self, key: str, value: Any) -> None:
+        self.measurements[key] = value
+
+    def claim(self, claim: str, verdict: Verdict, evidence: str, section: str | None = None) -> None:
+        """Record the verdict on one of the chapter's claims and the observation behind it."""
+        assert verdict in VERDICTS, verdict
+        self.claims.append(
+            {"claim": claim, "section": section or self.section, "verdict": verdict, "evidence": evidence}
+        )
+
+    def result(self, params: dict[str, ParamValue]) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "section": self.section,
+            "facts": machine_facts(self.start_method),
+            "params": params,
+            "elapsed_s": round(time.perf_counter() - self.t0, 3),
+            "events": self.events,
+            "measurements": self.measurements,
+            "claims": self.claims,
+        }
+
+
+@dataclass
+class Lab:
+    """What an experiment's run function gets: settings, the explicit context, params and the report."""
+
+    settings: Settings
+    params: dict[str, ParamValue]
+    report: Report
+
+    @property
+    def method(self) -> str:
+        return self.settings.start_method
+
+    def ctx(self, method: str | None = None) -> Any:
+        """The explicit multiprocessing context (the run's start method unless another is named)."""
+        return mp.get_context(method or self.method)
+
+    def p(self, key: str) -> Any:
+        return self.params[key]
+
+
+RunFn = Callable[[Lab], None]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One runnable section of the chapter."""
+
+    name: str
+    section: str
+    description: str
+    run: RunFn
+    params: dict[str, ParamValue] = field(default_factory=dict)
+    param_help: dict[str, str] = field(default_factory=dict)
+    runs_in_node: bool = True
+    node_note: str = ""
+
+    def parse_params(self, given: dict[str, str | ParamValue]) -> dict[str, ParamValue]:
+        """Defaults overridden by `given`, each coerced to its default's type; ConfigError otherwise."""
+        out = dict(self.params)
+        for key, raw in given.items():
+            if key not in self.params:
+                known = ", ".join(sorted(self.params)) or "none"
+                raise ConfigError(f"experiment {self.name!r} has no parameter {key!r} (parameters: {known})")
+            out[key] = coerce(key, raw, self.params[key])
+        return out
+
+
+def coerce(key: str, raw: str | ParamValue, default: ParamValue) -> ParamValue:
+    """Turn a `key=value` string into the type of the parameter's default."""
+    if not isinstance(raw, str):
+        if isinstance(default, float) and isinstance(raw, int | float) and not isinstance(raw, bool):
+            return float(raw)
+        if type(raw) is type(default):
+            return raw
+        raw = str(raw)
+    try:
+        if isinstance(default, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int):
+            value: ParamValue = int(raw)
+        elif isinstance(default, float):
+            value = float(raw)
+        else:
+            return raw
+    except ValueError:
+        raise ConfigError(f"parameter {key}={raw!r}: expected {type(default).__name__}") from None
+    if isinstance(value, int | float) and value < 0:
+        raise ConfigError(f"parameter {key}={raw!r}: must be >= 0")
+    return value
+
+
+# -- helpers shared by experiments ---------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def us(seconds: float) -> str:
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def status_of(pid: int) -> str:
+    """psutil's status of `pid`, or 'gone'."""
+    try:
+        return str(psutil.Process(pid).status())
+    except psutil.NoSuchProcess:
+        return "gone"
+
+
+def wait_status(pid: int, wanted: set[str], timeout: float) -> tuple[str, float]:
+    """Poll until `pid`'s status is one of `wanted` (or 'gone'); return (status, seconds waited)."""
+    start = time.perf_counter()
+    status = status_of(pid)
+    while status not in wanted and time.perf_counter() - start < timeout:
+        time.sleep(0.005)
+        status = status_of(pid)
+    return status, time.perf_counter() - start
+
+
+def wait_gone(pid: int, timeout: float) -> tuple[bool, float]:
+    """Wait until `pid` no longer exists (a zombie still exists); return (gone, seconds)."""
+    status, waited = wait_status(pid, {"gone"}, timeout)
+    return status == "gone", waited
+
+
+def kill_and_forget(pid: int) -> None:
+    """SIGKILL a process we may not be the parent of (its adopter reaps it)."""
+    with contextlib.suppress(psutil.Error, OSError):
+        psutil.Process(pid).kill()
+
+
+def stop_mp_helpers() -> None:
+    """Stop the forkserver and resource-tracker processes multiprocessing started, so none outlive a run."""
+    from multiprocessing import forkserver, resource_tracker
+
+    for helper in (forkserver._forkserver, resource_tracker._resource_tracker):
+        stop = getattr(helper, "_stop", None)  # private, but the only way to stop them (CPython's own tests)
+        if stop is not None:
+            with contextlib.suppress(Exception):
+                stop()
+
+
+@contextlib.contextmanager
+def reaped(*procs: Any) -> Iterator[None]:
+    """Whatever happens in the block, terminate and join the given multiprocessing processes afterwards."""
+    try:
+        yield
+    finally:
+        for proc in procs:
+            if proc.pid is None:
+                continue
+            proc.join(timeout=2)
+            if proc.is_alive():
+                proc.kill()
+            proc.join()
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Wall-clock seconds of `repeats` calls of `fn`."""
+    out = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def pid_line(label: str) -> str:
+    return f"{label}: pid {os.getpid()}, ppid {os.getppid()}"
+
+
+REGISTRY: dict[str, Experiment] = {}
+
+
+def experiment(
+    name: str,
+    section: str,
+    description: str,
+    params: dict[str, ParamValue] | None = None,
+    param_help: dict[str, str] | None = None,
+    runs_in_node: bool = True,
+    node_note: str = "",
+) -> Callable[[RunFn], RunFn]:
+    """Register a run function as the experiment `name` for chapter section `section`."""
+
+    def register(fn: RunFn) -> RunFn:
+        if name in REGISTRY:
+            raise ValueError(f"experiment {name!r} registered twice")
+        REGISTRY[name] = Experiment(
+            name,
+            section,
+            description,
+            fn,
+            dict(params or {}),
+            dict(param_help or {}),
+            runs_in_node,
+            node_note,
+        )
+        return fn
+
+    return register

@@ -1,0 +1,324 @@
+"""Section 3: process identity (3.2), states seen by psutil (3.3.1), the scheduling simulator (3.3.2)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from typing import Any
+
+import psutil
+
+from tasks import scheduling
+from workers.lab.base import Lab, experiment, reaped, status_of, wait_status
+from workers.settings import default_pool_size
+
+# -- 3.2 identity ----------------------------------------------------------------------------------------
+
+
+def _report_identity(queue: Any, index: int) -> None:
+    queue.put({"index": index, "pid": os.getpid(), "ppid": os.getppid()})
+
+
+@experiment(
+    "identity",
+    "3.2",
+    "pid/ppid of the parent and its children (os.getpid, os.getppid)",
+    params={"children": 3},
+    param_help={"children": "how many children to start"},
+)
+def identity(lab: Lab) -> None:
+    rep, ctx = lab.report, lab.ctx()
+    me, my_parent = os.getpid(), os.getppid()
+    rep.event(f"parent: pid {me}, its own parent (ppid) {my_parent} ({_name(my_parent)})")
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=_report_identity, args=(queue, i), name=f"child-{i}")
+        for i in range(lab.p("children"))
+    ]
+    with reaped(*procs):
+        for proc in procs:
+            proc.start()
+            rep.event(f"started {proc.name}: Process.pid = {proc.pid}")
+        seen = sorted((queue.get(timeout=30) for _ in procs), key=lambda r: r["index"])
+    for proc, row in zip(procs, seen, strict=True):
+        rep.event(f"{proc.name} says: os.getpid() = {row['pid']}, os.getppid() = {row['ppid']}")
+    rep.measure("parent", {"pid": me, "ppid": my_parent})
+    rep.measure("children", seen)
+    pids = [r["pid"] for r in seen]
+    unique = len(set(pids + [me])) == len(pids) + 1
+    rep.claim(
+        "every process has its own unique PID",
+        "holds" if unique else "wrong",
+        f"parent {me}, children {pids}: {'all distinct' if unique else 'duplicates!'}",
+        "3.2.1",
+    )
+    right = all(r["ppid"] == me for r in seen) and pids == [p.pid for p in procs]
+    rep.claim(
+        "a child sees its creator's PID via os.getppid(), and the parent sees the child's via Process.pid",
+        "holds" if right else "wrong",
+        f"children's getppid() = {sorted({r['ppid'] for r in seen})}, parent pid {me}",
+        "3.2.2",
+    )
+
+
+def _name(pid: int) -> str:
+    try:
+        return psutil.Process(pid).name()
+    except psutil.Error:
+        return "?"
+
+
+# -- 3.3.1 states ----------------------------------------------------------------------------------------
+
+
+def _spin(seconds: float, queue: Any, name: str) -> None:
+    start = time.perf_counter()
+    end = start + seconds
+    cpu0 = time.process_time()
+    while time.perf_counter() < end:
+        pass
+    queue.put((name, time.process_time() - cpu0, time.perf_counter() - start))
+
+
+def _block(conn: Any) -> None:
+    conn.recv()  # blocked until the parent writes
+
+
+def _exit_now() -> None:
+    pass
+
+
+@experiment(
+    "states",
+    "3.3.1",
+    "process states seen by psutil: running (ready or on CPU), sleeping (blocked), stopped, zombie",
+    params={"spin_s": 0.6, "busy": 0},
+    param_help={"spin_s": "seconds the CPU-bound children spin", "busy": "CPU-bound children (0: cores+1)"},
+)
+def states(lab: Lab) -> None:
+    rep, ctx = lab.report, lab.ctx()
+    cores = default_pool_size()
+    busy_n = lab.p("busy") or cores + 1
+    spin = float(lab.p("spin_s"))
+    reader, writer = ctx.Pipe(duplex=False)
+    queue = ctx.Queue()
+    busy = [
+        ctx.Process(target=_spin, args=(spin, queue, f"busy-{i}"), name=f"busy-{i}") for i in range(busy_n)
+    ]
+    blocked = ctx.Process(target=_block, args=(reader,), name="blocked")
+    ender = ctx.Process(target=_exit_now, name="ender")
+    seen: dict[str, dict[str, int]] = {p.name: {} for p in [*busy, blocked]}
+    with reaped(*busy, blocked, ender):
+        blocked.start()
+        for proc in busy:
+            proc.start()
+        rep.event(f"started {busy_n} CPU-bound children on {cores} usable core(s) and 1 blocked on recv()")
+        handles = {p.name: psutil.Process(p.pid) for p in [*busy, blocked]}
+        blocked_cpu0 = _child_cpu(handles["blocked"])
+        t0 = time.perf_counter()
+        while any(p.is_alive() for p in busy):
+            for name, handle in handles.items():
+                with contextlib.suppress(psutil.Error):
+                    st = str(handle.status())
+                    seen[name][st] = seen[name].get(st, 0) + 1
+            time.sleep(0.02)
+        wall = time.perf_counter() - t0
+        blocked_cpu = _child_cpu(handles["blocked"]) - blocked_cpu0
+        shares = {}
+        for _ in busy:
+            name, cpu, elapsed = queue.get(timeout=30)
+            shares[name] = round(cpu / max(elapsed, 1e-9), 3)
+        shares = dict(sorted(shares.items()))
+        for proc in busy:
+            proc.join()
+        # stopped: SIGSTOP the blocked child for a moment
+        os.kill(blocked.pid, signal.SIGSTOP)
+        stopped, _ = wait_status(blocked.pid, {"stopped"}, 2)
+        os.kill(blocked.pid, signal.SIGCONT)
+        rep.event(f"SIGSTOP -> psutil says {stopped!r}; SIGCONT")
+        writer.send("go")
+        blocked.join()
+        ender.start()
+        zombie, waited = wait_status(ender.pid, {"zombie"}, 5)
+        rep.event(
+            f"child {ender.pid} returned; not joined yet -> psutil says {zombie!r} after {waited * 1000:.0f} "
+            f"ms"
+        )
+        ender.join()
+        after = status_of(ender.pid)
+        rep.event(f"after join(): {after!r}")
+    for name, counts in seen.items():
+        rep.event(f"{name}: statuses sampled every 20 ms: {counts}")
+    total = sum(shares.values())
+    rep.measure("cores", cores)
+    rep.measure("busy_children", busy_n)
+    rep.measure("sampled_statuses", seen)
+    rep.measure("cpu_share_per_busy_child", shares)
+    rep.measure("cpu_share_total", round(total, 3))
+    rep.measure("blocked_child_cpu_s", round(blocked_cpu, 4))
+    rep.measure("wall_s", round(wall, 3))
+    rep.measure("stopped_status", stopped)
+    rep.measure("zombie_status", zombie)
+
+    blocked_ok = set(seen["blocked"]) <= {"sleeping"} and blocked_cpu < 0.05 * wall + 0.01
+    rep.claim(
+        "a process waiting for an event is Blocked and gets no CPU",
+        "holds" if blocked_ok and seen["blocked"] else "wrong",
+        f"the child blocked in recv() was {seen['blocked']} and used {blocked_cpu * 1000:.1f} ms CPU in "
+        f"{wall:.2f} s (Linux calls Blocked 'sleeping', S; uninterruptible I/O waits are 'disk-sleep', D)",
+    )
+    waiting = busy_n > cores and max(shares.values()) < 0.9
+    all_running = all(set(seen[p.name]) <= {"running"} for p in busy)
+    rep.claim(
+        "Ready is distinct from Running: a runnable process may wait for the CPU",
+        "holds" if waiting else "not-measured",
+        f"{busy_n} CPU-bound children on {cores} core(s) got CPU shares {list(shares.values())} (total "
+        f"{total:.2f} cores): each spent part of its time Ready. Linux shows Ready and Running as one state: "
+        f"psutil reported them {'all' if all_running else 'mostly'} 'running' (R)"
+        + ("" if busy_n > cores else " (not oversubscribed: busy <= cores)"),
+    )
+    rep.claim(
+        "Running -> end: a process that finishes leaves the state diagram",
+        "wrong" if zombie == "zombie" and after == "gone" else "holds",
+        f"a finished child stayed {zombie!r} until its parent joined it, then {after!r}; Linux also has "
+        f"'stopped' (T, seen: {stopped!r}), which the three-state model lacks",
+    )
+
+
+def _child_cpu(handle: psutil.Process) -> float:
+    try:
+        t = handle.cpu_times()
+        return float(t.user + t.system)
+    except psutil.Error:
+        return 0.0
+
+
+# -- 3.3.2 scheduling ------------------------------------------------------------------------------------
+
+
+@experiment(
+    "scheduling",
+    "3.3.2",
+    "FCFS/SJF/RR/MFQ simulated on a job mix (avg waiting/turnaround), and RQ's high/default/low as a MLQ",
+    params={"quantum": 2, "switch_cost": 0, "shorts": 8},
+    param_help={
+        "quantum": "RR time slice (units)",
+        "switch_cost": "units lost per RR context switch",
+        "shorts": "short jobs in the starvation mix",
+    },
+)
+def schedule(lab: Lab) -> None:
+    rep = lab.report
+    quantum, cost = int(lab.p("quantum")), int(lab.p("switch_cost"))
+    if quantum < 1:
+        from workers.errors import ConfigError
+
+        raise ConfigError("quantum must be >= 1")
+    mix = scheduling.DEFAULT_MIX
+    res = scheduling.simulate(mix, quantum, cost)
+    starve = scheduling.simulate(scheduling.starvation_mix(int(lab.p("shorts"))), quantum, cost)
+    rr_name = f"RR(q={quantum})"
+    mix_text = ", ".join(f"{j['name']}(arr {j['arrival']}, burst {j['burst']}, {j['priority']})" for j in mix)
+    rep.event(f"job mix: {mix_text}")
+    for alg, m in res.items():
+        rep.event(
+            f"{alg:9} order {''.join(m['order'])}: avg waiting {m['avg_waiting']}, turnaround "
+            f"{m['avg_turnaround']}, response {m['avg_response']}, switches {m['switches']}"
+        )
+    rep.measure("default_mix", {a: {k: v for k, v in m.items() if k != "per_job"} for a, m in res.items()})
+    rep.measure("starvation_mix_long_job", {a: m["per_job"]["LONG"] for a, m in starve.items()})
+
+    f, s, r, q = res["FCFS"], res["SJF"], res[rr_name], res["MFQ"]
+    rep.claim(
+        "FCFS is simple but jobs may wait long (short jobs stuck behind long ones)",
+        "holds" if f["avg_waiting"] > s["avg_waiting"] else "wrong",
+        f"avg waiting FCFS {f['avg_waiting']} vs SJF {s['avg_waiting']} on the same mix",
+    )
+    best = min(m["avg_waiting"] for m in res.values())
+    long_sjf, long_fcfs = starve["SJF"]["per_job"]["LONG"], starve["FCFS"]["per_job"]["LONG"]
+    rep.claim(
+        "SJF favours short jobs and can starve long ones",
+        "holds" if s["avg_waiting"] == best and long_sjf["waiting"] > long_fcfs["waiting"] else "wrong",
+        f"SJF has the lowest avg waiting ({s['avg_waiting']}); with short jobs arriving every 2 units the "
+        f"long "
+        f"job waits {long_sjf['waiting']} under SJF vs {long_fcfs['waiting']} under FCFS",
+    )
+    fair = r["avg_response"] < f["avg_response"] and r["switches"] > f["switches"]
+    rep.claim(
+        "RR is fair (every job runs soon) but pays for switching",
+        "holds" if fair else "wrong",
+        f"avg response RR {r['avg_response']} vs FCFS {f['avg_response']}; switches {r['switches']} vs "
+        f"{f['switches']}; avg turnaround {r['avg_turnaround']} vs {f['avg_turnaround']} (switch cost "
+        f"{cost})",
+    )
+    good = (
+        q["avg_response"] <= min(f["avg_response"], s["avg_response"])
+        and q["avg_waiting"] <= r["avg_waiting"]
+    )
+    rep.claim(
+        "MFQ combines the algorithms' advantages",
+        "holds" if good else "wrong",
+        f"MFQ avg response {q['avg_response']} (FCFS {f['avg_response']}, SJF {s['avg_response']}) and avg "
+        f"waiting {q['avg_waiting']} (RR {r['avg_waiting']}, SJF {s['avg_waiting']}) without knowing burst "
+        f"times",
+    )
+    _rq_order(lab, starve)
+
+
+def _rq_order(lab: Lab, starve: dict[str, dict[str, Any]]) -> None:
+    """Drain real RQ queues (fakeredis, in-process SimpleWorker) and compare with the MLQ simulation."""
+    rep = lab.report
+    long_mlq = starve["MLQ(rq)"]["per_job"]["LONG"]
+    try:
+        order = rq_drain_order()
+    except (ImportError, ValueError):  # no fakeredis; or not the main thread (signal handlers)
+        order = []
+    if order:
+        rep.event(
+            f"RQ SimpleWorker on queues high,default,low ran jobs enqueued low,default,high,... as {order}"
+        )
+    rep.measure("rq_execution_order", order)
+    strict = order == sorted(order, key=lambda n: scheduling.PRIORITIES.index(n.split("-")[0]))
+    rep.claim(
+        "RQ's ordered queues (high, default, low) are a multilevel queue, not an MFQ",
+        "holds" if order and strict else "not-measured",
+        (
+            f"a worker ran {order}: always the first non-empty queue; "
+            if order
+            else "fakeredis not installed; "
+        )
+        + "jobs never change queue (no feedback) and run to completion (no preemption), so a 'low' job can "
+        f"starve: simulated, the long 'low' job waits {long_mlq['waiting']} units behind the 'high' stream",
+        "3.3.2",
+    )
+
+
+def rq_drain_order() -> list[str]:
+    """Enqueue 2 jobs per queue in low->high order into an in-memory Redis and drain with a SimpleWorker."""
+    import fakeredis
+    from rq import Queue, SimpleWorker
+
+    conn = fakeredis.FakeRedis()
+    queues = {name: Queue(name, connection=conn) for name in scheduling.PRIORITIES}
+    jobs: list[Any] = []
+    for i in range(2):
+        for name in reversed(scheduling.PRIORITIES):
+            jobs.append(queues[name].enqueue(scheduling.probe, f"{name}-{i}"))
+    worker = SimpleWorker([queues[n] for n in scheduling.PRIORITIES], connection=conn)
+    # work() installs SIGTERM/SIGINT handlers in this process; put ours back, or every child forked
+    # later would inherit a handler that raises rq's StopRequested instead of terminating.
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        worker.work(burst=True, logging_level="WARNING", with_scheduler=False)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    for job in jobs:
+        job.refresh()
+    done = sorted(jobs, key=lambda j: j.ended_at.timestamp() if j.ended_at else float("inf"))
+    order = [str(j.return_value()) for j in done]
+    conn.flushall()
+    conn.close()
+    return order

@@ -1,0 +1,295 @@
+"""Section 7.2: subprocess.run and Popen as the chapter uses them, including what they leave behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from workers.lab.base import Lab, experiment, kill_and_forget, status_of, wait_status
+
+PY = sys.executable
+
+# The chapter's inline programs, verbatim (7.2.2 run_python_script, 7.2.3 popen_realtime_output).
+CHAPTER_SCRIPT = """
+                import sys
+                import os
+                print(f"Hello from subprocess!")
+                print(f"Current PID: {os.getpid()}")
+                print(f"Arguments: {sys.argv[1:]}")
+                for i in range(3):
+                    print(f"Count: {i+1}")
+                """
+CHAPTER_REALTIME = """
+    import time
+    import sys
+    for i in range(10):
+    print(f"Real-time output {i+1}")
+    sys.stdout.flush()  # 刷新缓冲区
+    time.sleep(0.5)"""
+
+LINES = "import time,sys\nfor i in range(5):\n    print(f'line {{i}}'{flush})\n    time.sleep({gap})\n"
+SPAWNS_GRANDCHILD = (
+    "import subprocess,sys,time\n"
+    "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+    "print(p.pid, flush=True)\n"
+    "time.sleep(30)\n"
+)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONUNBUFFERED", None)
+    return env
+
+
+def _stream(code: str) -> list[tuple[str, float]]:
+    """Popen with bufsize=1 (the chapter's "line buffering"); when each line arrived."""
+    start = time.perf_counter()
+    with subprocess.Popen([PY, "-c", code], stdout=subprocess.PIPE, text=True, bufsize=1, env=_env()) as proc:
+        assert proc.stdout is not None
+        seen = [(line.strip(), round(time.perf_counter() - start, 3)) for line in proc.stdout]
+    return seen
+
+
+def _text(data: Any) -> str:
+    return data.decode(errors="replace") if isinstance(data, bytes) else str(data or "")
+
+
+def kill_tree_on_timeout(cmd: list[str], timeout: float) -> dict[str, Any]:
+    """Run `cmd` in its own session; on timeout SIGKILL the whole process group (child and its children)."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True) as proc:
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+            return {"timed_out": False, "stdout": out, "pid": proc.pid}
+        except subprocess.TimeoutExpired as exc:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+            return {"timed_out": True, "stdout": _text(exc.stdout) + out, "pid": proc.pid}
+
+
+@experiment(
+    "subprocess",
+    "7.2",
+    "run (capture/input/check/timeout), Popen streaming and stdin, missing program, killing a process tree",
+    params={"timeout_s": 0.5},
+    param_help={"timeout_s": "timeout given to the long-running child"},
+)
+def subprocess_exp(lab: Lab) -> None:
+    rep = lab.report
+    version = subprocess.run([PY, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    rep.event(f"run([python, '--version'], capture_output=True) -> {version!r}")
+    fruit = "apple\n                    banana\n cherry\n apricot\n blueberry"
+    grep = "import sys\nfor line in sys.stdin:\n    if 'ap' in line: print(line.strip())"
+    kept = subprocess.run([PY, "-c", grep], input=fruit, capture_output=True, text=True).stdout.split()
+    rep.event(f"run(input=...) through a 'grep ap' filter -> {kept}")
+    verbatim = {}
+    for label, code in (("run_python_script", CHAPTER_SCRIPT), ("popen_realtime_output", CHAPTER_REALTIME)):
+        r = subprocess.run([PY, "-c", code, "arg1"], capture_output=True, text=True)
+        verbatim[label] = {"returncode": r.returncode, "error": (r.stderr.strip().splitlines() or [""])[-1]}
+        rep.event(f"the chapter's {label} program, verbatim: exit {r.returncode}, {verbatim[label]['error']}")
+    try:
+        subprocess.run(["nonexistent_command"], capture_output=True, text=True)
+        missing = "returned"
+    except FileNotFoundError as exc:
+        missing = f"FileNotFoundError: {exc.strerror}"
+    rep.event(f"run(['nonexistent_command']) -> {missing}")
+    try:
+        subprocess.run(
+            [PY, "-c", "raise ValueError('Something went wrong!')"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        failed: dict[str, Any] = {"raised": "nothing"}
+    except subprocess.CalledProcessError as exc:
+        failed = {
+            "raised": "CalledProcessError",
+            "returncode": exc.returncode,
+            "stderr": exc.stderr.strip().splitlines()[-1],
+        }
+    rep.event(f"run(check=True) on a failing program -> {failed}")
+    gap = 0.05
+    flushed = _stream(LINES.format(flush=", flush=True", gap=gap))
+    buffered = _stream(LINES.format(flush="", gap=gap))
+    rep.event(f"Popen line by line, child flushes: arrivals {[t for _, t in flushed]} s")
+    rep.event(f"Popen with bufsize=1, child does not flush: arrivals {[t for _, t in buffered]} s")
+    inter = _interactive()
+    rep.event(f"Popen([python, '-i']) fed 7 lines on stdin -> stdout {inter}")
+    zombie = _popen_zombie()
+    rep.event(f"Popen without wait(): the finished child is {zombie[0]!r}; after poll(): {zombie[1]!r}")
+    tree = _timeouts(lab)
+    rep.measure("stream_arrivals_s", {"flushed": flushed, "not_flushed": buffered})
+    rep.measure("verbatim_chapter_programs", verbatim)
+    rep.measure("timeouts", tree)
+    _verdicts(lab, kept, verbatim, missing, failed, flushed, buffered, inter, zombie, tree, gap)
+
+
+def _interactive() -> list[str]:
+    commands = [
+        "print('Hello from interactive Python!')",
+        "x = 10",
+        "y = 20",
+        "print(f'x + y = {x + y}')",
+        "import math",
+        "print(f'sqrt(100) = {math.sqrt(100)}')",
+        "exit()",
+    ]
+    with subprocess.Popen(
+        [PY, "-i"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    ) as proc:
+        out, _ = proc.communicate("\n".join(commands) + "\n", timeout=30)
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def _popen_zombie() -> tuple[str, str]:
+    proc = subprocess.Popen([PY, "-c", "pass"])
+    status, _ = wait_status(proc.pid, {"zombie"}, 10)
+    proc.poll()
+    after = status_of(proc.pid)
+    proc.wait()
+    return status, after
+
+
+def _timeouts(lab: Lab) -> dict[str, Any]:
+    rep, timeout = lab.report, float(lab.p("timeout_s"))
+    out: dict[str, Any] = {}
+    try:
+        subprocess.run([PY, "-c", SPAWNS_GRANDCHILD], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        grandchild = int(_text(exc.stdout).split()[0])
+        survivor = status_of(grandchild)
+        rep.event(
+            f"run(timeout={timeout}) -> TimeoutExpired; the child was killed, its child {grandchild} is "
+            f"{survivor!r}"
+        )
+        out["run_timeout"] = {"grandchild": grandchild, "grandchild_status": survivor}
+        kill_and_forget(grandchild)
+
+    # the chapter's Popen pattern: communicate(timeout) -> kill() -> communicate()
+    proc = subprocess.Popen(
+        [PY, "-c", SPAWNS_GRANDCHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        grandchild = int(_text(exc.stdout).split()[0])
+        proc.kill()
+        start = time.perf_counter()
+        try:
+            proc.communicate(timeout=2)
+            hung = False
+        except subprocess.TimeoutExpired:
+            hung = True
+        waited = time.perf_counter() - start
+        survivor = status_of(grandchild)
+        kill_and_forget(grandchild)
+        proc.communicate()
+        rep.event(
+            f"chapter's Popen timeout: kill() then communicate() "
+            f"{'was still blocked after' if hung else 'took'} "
+            f"{waited:.1f} s: grandchild {grandchild} ({survivor!r}) holds the stdout pipe"
+        )
+        out["chapter_popen"] = {"communicate_blocked": hung, "grandchild_status": survivor}
+
+    tree = kill_tree_on_timeout([PY, "-c", SPAWNS_GRANDCHILD], timeout)
+    grandchild = int(tree["stdout"].split()[0])
+    gone, _ = wait_status(grandchild, {"zombie", "gone"}, 3)
+
+    rep.event(
+        f"new session + os.killpg on timeout: child {tree['pid']} {status_of(tree['pid'])!r}, grandchild "
+        f"{grandchild} {gone!r} right after (then reaped by its adopter)"
+    )
+    out["killpg"] = {"timed_out": tree["timed_out"], "grandchild_status": gone}
+    return out
+
+
+def _verdicts(
+    lab: Lab,
+    kept: list[str],
+    verbatim: dict[str, dict[str, Any]],
+    missing: str,
+    failed: dict[str, Any],
+    flushed: list[tuple[str, float]],
+    buffered: list[tuple[str, float]],
+    inter: list[str],
+    zombie: tuple[str, str],
+    tree: dict[str, Any],
+    gap: float,
+) -> None:
+    rep = lab.report
+    rep.claim(
+        "run(input=...) feeds stdin and captures stdout",
+        "holds" if kept == ["apple", "apricot"] else "wrong",
+        f"filter kept {kept}",
+        "7.2.2",
+    )
+    broken = all("IndentationError" in v["error"] for v in verbatim.values())
+    rep.claim(
+        "the chapter's inline `python -c` programs print their output",
+        "wrong" if broken else "holds",
+        "; ".join(f"{k}: exit {v['returncode']}, {v['error']}" for k, v in verbatim.items())
+        + " (the code strings are indented inside the source)",
+        "7.2.2",
+    )
+    rep.claim(
+        "run(['nonexistent_command']) returns a non-zero returncode and stderr",
+        "wrong" if missing.startswith("FileNotFoundError") else "holds",
+        f"it raises {missing}; there is no returncode (7.2.4 catches FileNotFoundError correctly)",
+        "7.2.2",
+    )
+    rep.claim(
+        "check=True raises CalledProcessError with returncode and stderr",
+        "holds" if failed.get("raised") == "CalledProcessError" else "wrong",
+        str(failed),
+        "7.2.4",
+    )
+    spread = flushed[-1][1] - flushed[0][1] if flushed else 0.0
+    burst = buffered[-1][1] - buffered[0][1] if buffered else 0.0
+    rep.claim(
+        "Popen can read a child's output line by line in real time",
+        "holds" if spread >= 3 * gap else "wrong",
+        f"lines flushed by the child arrived over {spread * 1000:.0f} ms ({gap * 1000:.0f} ms apart)",
+        "7.2.3",
+    )
+    rep.claim(
+        "bufsize=1 (line buffering) makes the output real-time",
+        "wrong" if burst < gap else "holds",
+        f"bufsize=1 buffers only the parent's side: a child that does not flush wrote all 5 lines at exit "
+        f"(arrivals spread over {burst * 1000:.0f} ms); the child must flush (or run with -u)",
+        "7.2.3",
+    )
+    want = ["Hello from interactive Python!", "x + y = 30", "sqrt(100) = 10.0"]
+    rep.claim(
+        "an interactive interpreter can be driven through stdin",
+        "holds" if all(w in inter for w in want) else "wrong",
+        f"stdout had {inter} (prompts go to stderr); works without a terminal",
+        "7.2.3",
+    )
+    rep.claim(
+        "a Popen child nobody waits for becomes a zombie",
+        "holds" if zombie[0] == "zombie" else "wrong",
+        f"{zombie[0]!r} until poll()/wait(), then {zombie[1]!r}",
+        "7.2.1",
+    )
+    run_t = tree.get("run_timeout", {})
+    pop = tree.get("chapter_popen", {})
+    left = run_t.get("grandchild_status") not in ("gone", "zombie", None)
+    rep.claim(
+        "on timeout, kill() ends the command",
+        "wrong" if left or pop.get("communicate_blocked") else "holds",
+        f"run(timeout) killed only the child: its child was {run_t.get('grandchild_status')!r}; with the "
+        f"chapter's "
+        f"Popen pattern communicate() after kill() blocked: {pop.get('communicate_blocked')} (the orphan "
+        f"holds the "
+        f"pipe); start_new_session + os.killpg left the grandchild {tree['killpg']['grandchild_status']!r}",
+        "7.2.4",
+    )
