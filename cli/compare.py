@@ -146,12 +146,15 @@ def render(result: dict[str, Any]) -> None:
         ipc_table.add_row(r["channel"], f"{r['rtt_us']:.1f}", f"{r['msgs_per_s_one_at_a_time']:,.0f}")
     console.print(ipc_table)
     if result.get("tickets"):
-        tickets_table = Table(title="ticket sale")
-        keys = list(result["tickets"][0])
-        for key in keys:
-            tickets_table.add_column(key)
+        tickets_table = Table(title="ticket sale (oversold and seats sold twice are counted from the ledger)")
+        for col in ("mode", "buyers are", "stock", "buyers", "sold", "oversold", "sold twice", "purchases/s"):
+            tickets_table.add_column(col, justify="left" if col in ("mode", "buyers are") else "right")
         for r in result["tickets"]:
-            tickets_table.add_row(*(str(r[k]) for k in keys))
+            style = "" if r["correct"] else "red"
+            tickets_table.add_row(
+                r["mode"], r["where"], str(r["stock"]), str(r["buyers"]), str(r["sold"]), str(r["oversold"]),
+                str(r["sold_twice"]), f"{r['purchases_per_s']:.0f}", style=style,
+            )  # fmt: skip
         console.print(tickets_table)
     targets = Table(title="targets (ratios measured in this run)")
     for col in ("target", "value", "goal", "met"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 import typer
@@ -37,8 +38,9 @@ def submit_cpu(
     settings = settings_of(ctx)
     settings.check_queue(queue)
     jobs.check_cpu_args(tasks, size, batch)
-    with redis_for(settings.redis_url, settings.state_dir) as (url, where):
-        client = connect(url)
+    with contextlib.ExitStack() as stack:
+        url, where = stack.enter_context(redis_for(settings.redis_url, settings.state_dir))
+        client = stack.enter_context(connect(url))
         job_list, sizes = jobs.submit_cpu(client, queue, tasks, size, batch)
         ids = [job.id for job in job_list]
         if not wait:
@@ -54,9 +56,7 @@ def submit_cpu(
             console=err_console, transient=True, disable=json,
         ) as progress:  # fmt: skip
             bar = progress.add_task("tasks", total=tasks)
-            outcome = jobs.wait_for(
-                client, job_list, sizes, on_progress=lambda d, t: progress.update(bar, completed=d)
-            )
+            outcome = jobs.wait_for(client, job_list, sizes, on_progress=lambda d, t: progress.update(bar, completed=d))
         summary = {
             "queue": queue,
             "size": size,
@@ -94,7 +94,8 @@ def status(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Queues with job counts per registry; nodes with heartbeat age, CPU %, RSS and busy/total slots."""
     settings = settings_of(ctx)
     with redis_for(settings.redis_url, settings.state_dir) as (url, where):
-        info = jobs.status(connect(url), settings.queues)
+        with connect(url) as client:
+            info = jobs.status(client, settings.queues)
     info["redis"] = where
     if json:
         print_json(info)
@@ -138,7 +139,8 @@ def result(
     """Show one job: status, timings, and its result or failure reason."""
     settings = settings_of(ctx)
     with redis_for(settings.redis_url, settings.state_dir) as (url, _where):
-        report = jobs.job_report(connect(url), job_id)
+        with connect(url) as client:
+            report = jobs.job_report(client, job_id)
     if json:
         print_json(report)
         return

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import compare, jobs, lab, node, redis_cmd
+from cli import compare, jobs, lab, node, redis_cmd, tickets
 from cli.base import LabGroup
 from workers.errors import ConfigError
 from workers.settings import Settings, parse_queues
@@ -83,6 +83,7 @@ app.command("status")(jobs.status)
 app.command("result")(jobs.result)
 app.command("compare")(compare.compare)
 app.add_typer(lab.app, name="lab")
+app.add_typer(tickets.app, name="tickets")
 
 
 def _sigterm_to_interrupt(signum: int, frame: Any) -> None:

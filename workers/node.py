@@ -93,7 +93,8 @@ class Node:
             self._slot_name(i), self.name, self.url, self.settings.queues, self.burst, self.log_level
         )
         proc = self.ctx.Process(target=slot_main, args=(cfg, theirs, self.lock), name=cfg.name)  # type: ignore[attr-defined]
-        proc.start()
+        with nodectx.signals_blocked():
+            proc.start()
         theirs.close()
         return Slot(cfg.name, proc, ours)
 
@@ -103,7 +104,8 @@ class Node:
         nodectx.init(self.name, self.url, self.lock)
         catalog.load()
         # The Pool first: with fork, its processes must not inherit slot pipes or threads.
-        self.pool = BatchPool(self.ctx, self.settings.pool_size, self.name, self.url, self.lock)
+        with nodectx.signals_blocked():  # the Pool's threads (which re-fork workers) keep them blocked
+            self.pool = BatchPool(self.ctx, self.settings.pool_size, self.name, self.url, self.lock)
         self.slots = [self._start_slot(i) for i in range(self.settings.pool_size)]
         facts = machine_facts(self.settings.start_method)
         self.heart = Heart(

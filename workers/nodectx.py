@@ -6,6 +6,9 @@ process creation; never a Redis client across a process boundary, only its URL.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -15,6 +18,30 @@ from tasks import registry
 _url: str | None = None
 _client: redis.Redis | None = None
 _host_lock: Any = None
+
+
+SHUTDOWN_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+@contextlib.contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Block SIGTERM/SIGINT while starting node processes (and in the threads started meanwhile).
+
+    A child inherits its parent's signal handlers and mask: with the signals blocked, one sent before
+    the child has installed its own handlers waits, instead of running the node's handler in the child.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def child_signals(on_term: Any = signal.SIG_DFL) -> None:
+    """First thing in a node's child: its own handlers (Ctrl-C is the node's to handle), then unblock."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
 
 
 def init(node_name: str, redis_url: str | None, host_lock: Any) -> None:

@@ -8,7 +8,6 @@ so per-process Pipes would have to be re-plumbed whenever the Pool replaces a pr
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -33,8 +32,7 @@ def _watch_parent(parent_pid: int) -> None:
 
 def _init(progress: SimpleQueue[tuple[str, int]], node: str, url: str | None, lock: Any, parent: int) -> None:
     global _progress
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the node's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the node's handler, inherited through fork
+    nodectx.child_signals()
     _progress = progress
     nodectx.init(node, url, lock)
     catalog.load()

@@ -141,7 +141,7 @@ def _watch_parent(parent_pid: int) -> None:
 
 def slot_main(cfg: SlotConfig, hub: Connection, lock: Any) -> None:
     """Entry point of a slot process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    nodectx.child_signals()  # RQ installs its warm-shutdown SIGTERM handler in work()
     nodectx.init(cfg.node, cfg.url, lock)
     catalog.load()
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="parent-watch").start()

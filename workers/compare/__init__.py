@@ -16,14 +16,15 @@ from typing import Any
 
 import redis
 
-from workers.compare import ipc, local, remote, report
+from workers.compare import ipc, local, remote, report, tickets
 from workers.compare.local import Run
-from workers.errors import ConfigError
+from workers.errors import ConfigError, ResultMismatch
 from workers.redis_server import connect
 from workers.settings import Settings, default_pool_size, machine_facts
 
 CPU = "tasks.cpu.sum_squares"
 TRIVIAL = "tasks.cpu.trivial"
+SAFE_SALE_MODES = ("redis-lock", "atomic", "watch")  # must never oversell, wherever the buyers run
 REFERENCE_SIZE = 2_000_000  # ~64 ms here: the chapter's task and BASELINES' 8 x 64 ms reference
 
 
@@ -87,13 +88,12 @@ Progress = Callable[[str, int], None]  # (what is running now, steps in total)
 
 def steps(plan: Plan) -> int:
     per_size = 7  # serial, process, pool x2, subprocess, rq per-task, rq batched
-    return len(plan.sizes) * per_size + 9 + 2 + len(plan.k_sweep[1]) + 1 + int(plan.tickets) + 1
+    sale = tickets.STEPS if plan.tickets else 0
+    return len(plan.sizes) * per_size + 9 + 2 + len(plan.k_sweep[1]) + 2 + sale
 
 
 @contextlib.contextmanager
-def _nodes(
-    settings: Settings, url: str, client: redis.Redis, opts: Options
-) -> Iterator[tuple[int, list[Any]]]:
+def _nodes(settings: Settings, url: str, client: redis.Redis, opts: Options) -> Iterator[tuple[int, list[Any]]]:
     if opts.nodes == 0:
         slots = remote.existing_slots(client)
         if slots == 0:
@@ -106,11 +106,18 @@ def _nodes(
 
 
 def run(settings: Settings, url: str, where: str, opts: Options, progress: Progress) -> dict[str, Any]:
+    """Run every workload in every mode; the result is JSON-able."""
+    with connect(url) as client:
+        return _run(settings, url, where, opts, progress, client)
+
+
+def _run(
+    settings: Settings, url: str, where: str, opts: Options, progress: Progress, client: redis.Redis
+) -> dict[str, Any]:
     plan = Plan.make(opts.quick)
     total = steps(plan)
     ctx = settings.mp_context()
     cores = default_pool_size()
-    client = connect(url)
     header = {
         **machine_facts(settings.start_method),
         "redis_version": client.info("server")["redis_version"],
@@ -143,9 +150,7 @@ def run(settings: Settings, url: str, where: str, opts: Options, progress: Progr
             items = [[size]] * count
             step(f"cpu n={size}: serial")
             base = local.serial(CPU, items)
-            rows.append(
-                report.row("cpu", size, base.wall_s / count * 1000, "serial", base, base.wall_s, cores)
-            )
+            rows.append(report.row("cpu", size, base.wall_s / count * 1000, "serial", base, base.wall_s, cores))
             _parallel_modes(measure, ctx, pool, "cpu", size, items, base, cores, client, opts.queue, slots)
         _trivial(measure, ctx, pool, plan, cores, client, url, opts.queue, slots, step)
         n, ks, count = plan.k_sweep
@@ -183,9 +188,7 @@ def _parallel_modes(measure: Any, ctx: Any, pool: Any, workload: str, size: int,
     measure(workload, size, "process per task", lambda: local.process_per_task(ctx, task, items, cores), base)
     measure(workload, size, "pool chunksize=1", lambda: local.pool_map(pool, task, items, cores, 1), base)
     measure(workload, size, "pool auto", lambda: local.pool_map(pool, task, items, cores, None), base)
-    measure(
-        workload, size, "subprocess per task", lambda: local.subprocess_per_task(task, items, cores), base
-    )
+    measure(workload, size, "subprocess per task", lambda: local.subprocess_per_task(task, items, cores), base)
     measure(workload, size, "rq per-task", lambda: remote.rq_jobs(client, queue, task, items, 1, slots), base)
     k = math.ceil(len(items) / slots)
     measure(workload, size, "rq batched", lambda: remote.rq_jobs(client, queue, task, items, k, slots), base)
@@ -253,10 +256,9 @@ def _trivial(measure: Any, ctx: Any, pool: Any, plan: Plan, cores: int, client: 
             lambda: remote.stock_reference(client, url, n, 2, "rq.worker.SimpleWorker"), base(n))  # fmt: skip
 
 
-def _tickets(settings: Settings, url: str, opts: Options, step: Callable[[str], None]) -> Any:
-    step("ticket sale")
-    try:
-        from workers.tickets import compare as tickets_compare  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return tickets_compare.measure(settings, url, quick=opts.quick)
+def _tickets(settings: Settings, url: str, opts: Options, step: Callable[[str], None]) -> list[dict[str, Any]]:
+    rows = tickets.measure(settings, url, opts.queue, opts.quick, step)
+    wrong = [r for r in rows if r["mode"] in SAFE_SALE_MODES and not r["correct"]]
+    if wrong:
+        raise ResultMismatch(f"ticket sale: {wrong[0]['mode']} ({wrong[0]['where']}) oversold; it must never")
+    return rows

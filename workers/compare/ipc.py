@@ -87,6 +87,7 @@ def round_trips(ctx: BaseContext, url: str, rounds: int) -> list[dict[str, Any]]
         client.rpush(box + ":in", b"")
         proc.join()
         client.delete(box + ":in", box + ":out")
+        client.close()
     rows.append({"channel": "Redis list over TCP", "rtt_us": rtt * 1e6})
     for row in rows:
         row["msgs_per_s_one_at_a_time"] = 1e6 / row["rtt_us"]

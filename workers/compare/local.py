@@ -83,8 +83,7 @@ def start_pool(ctx: BaseContext, workers: int) -> tuple[Pool, float]:
 
 
 SUBPROCESS_CODE = (
-    "import json,sys;from tasks import registry;"
-    "print(json.dumps(registry.raw(sys.argv[1])(*json.loads(sys.argv[2]))))"
+    "import json,sys;from tasks import registry;print(json.dumps(registry.raw(sys.argv[1])(*json.loads(sys.argv[2]))))"
 )
 
 

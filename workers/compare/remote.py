@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,28 +35,28 @@ class LocalNodes:
         self.run_id = uuid.uuid4().hex[:6]
         self.names = [f"compare-{self.run_id}-{i + 1}" for i in range(count)]
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs = tempfile.TemporaryDirectory(prefix="mplab-compare-")
 
     def __enter__(self) -> LocalNodes:
         for name in self.names:
             cmd = [sys.executable, "-m", "cli", "--redis-url", self.url, "--queues", self.queue,
                    "--start-method", self.start_method, "worker", "--name", name, "--pool", str(self.pool)]  # fmt: skip
-            self.procs.append(
-                subprocess.Popen(
-                    cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=die_with_parent
-                )
-            )
-        client = redis.Redis.from_url(self.url)
+            with open(Path(self.logs.name) / f"{name}.log", "wb") as log:  # the node writes, we read on failure
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+            self.procs.append(proc)
+        with redis.Redis.from_url(self.url) as client:
+            self._wait_ready(client)
+        return self
+
+    def _wait_ready(self, client: redis.Redis) -> None:
         deadline = time.monotonic() + 60
         while not all(client.hget(node_key(n), "slots_total") == str(self.pool).encode() for n in self.names):
-            dead = [p for p in self.procs if p.poll() is not None]
+            dead = [name for name, p in zip(self.names, self.procs, strict=True) if p.poll() is not None]
             if dead or time.monotonic() > deadline:
-                err = (
-                    dead[0].stderr.read().decode(errors="replace").strip() if dead and dead[0].stderr else ""
-                )
+                err = (Path(self.logs.name) / f"{dead[0]}.log").read_text(errors="replace").strip() if dead else ""
                 self.__exit__(None, None, None)
                 raise LabError(f"a worker node failed to start: {err.splitlines()[-1] if err else 'timeout'}")
             time.sleep(0.05)
-        return self
 
     def __exit__(self, *exc: object) -> None:
         for proc in self.procs:
@@ -67,13 +68,12 @@ class LocalNodes:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
+        self.logs.cleanup()
 
     def idle_memory(self) -> list[tuple[int, int]]:
         """(RSS sum, PSS sum) of each node's process tree from its latest heartbeat."""
-        client = redis.Redis.from_url(self.url)
-        rows = [client.hmget(node_key(n), "rss_bytes", "pss_bytes") for n in self.names]
+        with redis.Redis.from_url(self.url) as client:
+            rows = [client.hmget(node_key(n), "rss_bytes", "pss_bytes") for n in self.names]
         return [(int(r or 0), int(p or 0)) for r, p in rows]
 
 
@@ -124,15 +124,11 @@ def _wait(client: redis.Redis, q: Queue, baseline: int, count: int, timeout: flo
     deadline = time.monotonic() + timeout
     while _done_count(client, q) - baseline < count:
         if time.monotonic() > deadline:
-            raise LabError(
-                f"timed out after {timeout:.0f}s waiting for {count} jobs on {q.name!r}: are nodes running?"
-            )
+            raise LabError(f"timed out after {timeout:.0f}s waiting for {count} jobs on {q.name!r}: are nodes running?")
         time.sleep(0.002)
 
 
-def rq_jobs(
-    client: redis.Redis, queue: str, task: str, items: list[list[Any]], batch: int, slots: int
-) -> Run:
+def rq_jobs(client: redis.Redis, queue: str, task: str, items: list[list[Any]], batch: int, slots: int) -> Run:
     """Enqueue (one pipeline), wait for all, fetch results; wall covers all three."""
     q = Queue(queue, connection=client, serializer=JSONSerializer)
     fn = registry.resolve(task)
@@ -214,9 +210,7 @@ def stock_reference(client: redis.Redis, url: str, count: int, workers: int, wor
     q = Queue(queue, connection=client, serializer=JSONSerializer)
     fn = registry.resolve("tasks.cpu.trivial")
     with client.pipeline() as pipe:
-        jobs = q.enqueue_many(
-            [Queue.prepare_data(fn, args=(i,), result_ttl=600) for i in range(count)], pipeline=pipe
-        )
+        jobs = q.enqueue_many([Queue.prepare_data(fn, args=(i,), result_ttl=600) for i in range(count)], pipeline=pipe)
         pipe.execute()
     t0 = time.perf_counter()
     with _stock_workers(url, queue, workers, worker_class):

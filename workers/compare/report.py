@@ -12,15 +12,11 @@ from workers.errors import ResultMismatch
 def check(mode: str, workload: str, run: Run, reference: list[Any]) -> None:
     """Every mode must compute exactly what serial computed."""
     if run.values != reference:
-        wrong = sum(a != b for a, b in zip(run.values, reference, strict=False)) + abs(
-            len(run.values) - len(reference)
-        )
+        wrong = sum(a != b for a, b in zip(run.values, reference, strict=False)) + abs(len(run.values) - len(reference))
         raise ResultMismatch(f"{mode} on {workload}: {wrong} of {len(reference)} results differ from serial")
 
 
-def row(
-    workload: str, size: int, task_ms: float, mode: str, run: Run, serial_s: float, cores: int
-) -> dict[str, Any]:
+def row(workload: str, size: int, task_ms: float, mode: str, run: Run, serial_s: float, cores: int) -> dict[str, Any]:
     """One table row: wall, tasks/s, speedup, efficiency and overhead per task."""
     tasks = len(run.values)
     used = max(1, min(run.workers, cores))
@@ -60,9 +56,7 @@ def crossover(rows: list[dict[str, Any]]) -> dict[str, Any]:
         if pool is None or rq is None:
             continue
         ratio = rq / pool if pool > 0 else 0.0
-        table.append(
-            {"size": size, "task_ms": at[0]["task_ms"], "pool_eff": pool, "rq_eff": rq, "ratio": ratio}
-        )
+        table.append({"size": size, "task_ms": at[0]["task_ms"], "pool_eff": pool, "rq_eff": rq, "ratio": ratio})
         if found is None and ratio >= 0.9:
             found = size
     hit = next((t for t in table if t["size"] == found), None)
@@ -84,9 +78,7 @@ def batch_k(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "pool_efficiency": pool,
         "smallest_k_hiding_overhead": found,
-        "by_k": [
-            {"k": r["batch"], "efficiency": r["efficiency"]} for r in sweep if r["mode"].startswith("rq")
-        ],
+        "by_k": [{"k": r["batch"], "efficiency": r["efficiency"]} for r in sweep if r["mode"].startswith("rq")],
     }
 
 

@@ -1,0 +1,25 @@
+"""The buyer job functions worker nodes run (registered, so nodes accept them).
+
+A networked sale enqueues either one `buy` job per buyer, or (`--per-job K`) one `tasks.batch.run_batch`
+job per K buyers naming `buy` as its task: the node fans those K buyers out over its Pool processes.
+Either way a buyer uses its node's Redis (`nodectx.connection()`, rebuilt per process from the node's URL;
+job arguments never carry a URL or a client) and, in `host-lock` mode, its node's one Lock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tasks import registry
+from workers import nodectx
+from workers.tickets import store_redis
+
+
+@registry.entrypoint
+def buy(sale_id: str, buyer: str) -> dict[str, Any]:
+    """One buyer of sale `sale_id`: start barrier, one purchase attempt in the sale's mode, its outcome."""
+    return store_redis.buy(nodectx.connection(), sale_id, buyer, host_lock=nodectx.host_lock())
+
+
+BUY = registry.name_of(buy)
+"""Registered name of the buyer job function (also the task name given to batch jobs)."""
