@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,13 +24,9 @@ def compare(
     quick: Annotated[bool, typer.Option("--quick", help="A smaller run (under ~20 s on 2 cores).")] = False,
     nodes: Annotated[
         int | None,
-        typer.Option(
-            "--nodes", help="Worker nodes to start (0: use nodes already running).", show_default="cores"
-        ),
+        typer.Option("--nodes", help="Worker nodes to start (0: use nodes already running).", show_default="cores"),
     ] = None,
-    node_pool: Annotated[
-        int, typer.Option("--node-pool", help="Slots (and Pool processes) per started node.")
-    ] = 1,
+    node_pool: Annotated[int, typer.Option("--node-pool", help="Slots (and Pool processes) per started node.")] = 1,
     queue: Annotated[str, typer.Option("--queue", "-q", help="Queue the RQ modes use.")] = "default",
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the full result as JSON to FILE ('-': stdout).")
@@ -55,6 +52,9 @@ def compare(
         except ImportError:
             raise ConfigError("--plot needs matplotlib: pip install 'mplab[plot]'") from None
     to_stdout = json_file is not None and str(json_file) == "-"
+    for path in (json_file, csv_file, plot):  # fail before a long run, not after it
+        if path is not None and str(path) != "-" and not os.access(path.parent.resolve(), os.W_OK):
+            raise ConfigError(f"cannot write {path}: {path.parent} is not a writable directory")
     with redis_for(settings.redis_url, settings.state_dir) as (url, where):
         with Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -161,9 +161,7 @@ def render(result: dict[str, Any]) -> None:
         targets.add_column(col)
     for t in result["targets"]:
         met = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[t["met"]]
-        targets.add_row(
-            t["target"], f"{_fmt(t['value'], ',.2f')} {t['unit']}", f"{t['goal']:,} {t['unit']}", met
-        )
+        targets.add_row(t["target"], f"{_fmt(t['value'], ',.2f')} {t['unit']}", f"{t['goal']:,} {t['unit']}", met)
     console.print(targets)
 
 

@@ -39,7 +39,8 @@ def submit_cpu(
     settings.check_queue(queue)
     jobs.check_cpu_args(tasks, size, batch)
     with contextlib.ExitStack() as stack:
-        url, where = stack.enter_context(redis_for(settings.redis_url, settings.state_dir))
+        shared_for = None if wait else "`submit` without --wait (the jobs must stay for the nodes)"
+        url, where = stack.enter_context(redis_for(settings.redis_url, settings.state_dir, shared_for=shared_for))
         client = stack.enter_context(connect(url))
         job_list, sizes = jobs.submit_cpu(client, queue, tasks, size, batch)
         ids = [job.id for job in job_list]

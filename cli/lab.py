@@ -60,9 +60,7 @@ def list_cmd(
 def run_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Experiment name (see `mplab lab list`), or `all`.")],
-    via: Annotated[
-        str, typer.Option(help="local: in this process; rq: on a worker node through RQ.")
-    ] = "local",
+    via: Annotated[str, typer.Option(help="local: in this process; rq: on a worker node through RQ.")] = "local",
     param: Annotated[
         list[str] | None,
         typer.Option("--param", "-p", help="key=value, repeatable (e.g. -p repeats=5). See `lab list`."),

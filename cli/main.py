@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.exceptions import TyperException
 
 from cli import compare, jobs, lab, node, redis_cmd, tickets
-from cli.base import LabGroup
+from cli.base import LabGroup, err_console
 from workers.errors import ConfigError
 from workers.settings import Settings, parse_queues
 
@@ -42,9 +44,7 @@ def main_options(
     ] = None,
     queues: Annotated[
         str | None,
-        typer.Option(
-            envvar="MPLAB_QUEUES", help="Queue names in priority order.", show_default="high,default,low"
-        ),
+        typer.Option(envvar="MPLAB_QUEUES", help="Queue names in priority order.", show_default="high,default,low"),
     ] = None,
     start_method: Annotated[
         str | None,
@@ -86,12 +86,33 @@ app.add_typer(lab.app, name="lab")
 app.add_typer(tickets.app, name="tickets")
 
 
+_MAIN_PID = os.getpid()
+
+
 def _sigterm_to_interrupt(signum: int, frame: Any) -> None:
     # SIGTERM unwinds like Ctrl-C, so every `finally` (embedded Redis, started nodes) runs.
+    if os.getpid() != _MAIN_PID:  # a forked child inherited this handler: die as SIGTERM means
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise KeyboardInterrupt
 
 
 def main() -> None:
-    """Console script entry point."""
+    """Console script entry point: usage errors too are one line (click would draw a box)."""
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
     signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except TyperException as exc:  # bad option values, missing arguments, unknown commands
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = exc.format_message()
+        if message:  # empty when a bare group printed its help (no_args_is_help)
+            err_console.print(f"[red]error:[/red] {message}{hint}", highlight=False, soft_wrap=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except (typer.Abort, KeyboardInterrupt):
+        err_console.print("[yellow]aborted[/yellow]")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -48,6 +48,6 @@ def worker(
     settings = settings.with_(**changes)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")  # fmt: skip
-    with redis_for(settings.redis_url, settings.state_dir) as (url, where):
+    with redis_for(settings.redis_url, settings.state_dir, shared_for="a worker node") as (url, where):
         err_console.print(f"[dim]using {where}[/dim]")
         Node(settings, url, name or default_node_name(), burst=burst, verbose=verbose).run()

@@ -24,9 +24,7 @@ def up(ctx: typer.Context, json: JsonOpt = False) -> None:
         print_json(info)
         return
     verb = "started" if started else "already running"
-    console.print(
-        f"redis-server {verb}: pid {server.pid}, 127.0.0.1:{server.port} ({server.source} {server.binary})"
-    )
+    console.print(f"redis-server {verb}: pid {server.pid}, 127.0.0.1:{server.port} ({server.source} {server.binary})")
     console.print(f"later mplab commands use it; to use it elsewhere: REDIS_URL={server.url}")
 
 

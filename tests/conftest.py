@@ -120,9 +120,10 @@ class Nodes:
         client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if client.exists(f"mplab:node:{name}") and client.hget(f"mplab:node:{name}", "slots_total") == str(
-                pool
-            ).encode():
+            if (
+                client.exists(f"mplab:node:{name}")
+                and client.hget(f"mplab:node:{name}", "slots_total") == str(pool).encode()
+            ):
                 return
             time.sleep(0.05)
         raise AssertionError(f"node {name} not ready: {self.log(name)}")

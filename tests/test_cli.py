@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import psutil
@@ -43,6 +44,9 @@ def test_every_command_has_help():
         (["worker", "--pool", "0"], 2, "pool size must be >= 1"),
         (["--start-method", "vfork", "status"], 2, "start method must be one of"),
         (["--redis-url", "http://x", "status"], 2, "Redis URL must start with"),
+        (["submit", "cpu"], 2, "needs a Redis that outlives this command"),
+        (["worker"], 2, "a worker node needs a Redis that outlives this command"),
+        (["tickets", "submit", "--mode", "atomic"], 2, "needs a Redis that outlives this command"),
     ],
 )
 def test_bad_input_is_one_line_and_non_zero(args, code, needle):
@@ -58,19 +62,30 @@ def test_redis_down_is_one_line_error():
 
 
 def test_redis_down_through_the_real_console_script():
-    proc = subprocess.run(
-        mplab_cmd("--redis-url", "redis://127.0.0.1:1/0", "status"), capture_output=True, text=True
-    )
+    proc = subprocess.run(mplab_cmd("--redis-url", "redis://127.0.0.1:1/0", "status"), capture_output=True, text=True)
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith("error: cannot reach Redis")
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("submit", "cpu", "--tasks", "abc"), "Invalid value for '--tasks'"),
+        (("tickets", "submit"), "Missing option '--mode'"),
+        (("nosuch",), "No such command 'nosuch'"),
+    ],
+)
+def test_usage_errors_are_one_line_through_the_console_script(args, needle):
+    proc = subprocess.run(mplab_cmd(*args), capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: ") and needle in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
 @pytest.mark.integration
 def test_unknown_job_id_is_one_line(redis_url):
-    one_line_error(
-        runner.invoke(app, ["--redis-url", redis_url, "result", "nope"]), 1, "no job with id 'nope'"
-    )
+    one_line_error(runner.invoke(app, ["--redis-url", redis_url, "result", "nope"]), 1, "no job with id 'nope'")
 
 
 @pytest.mark.integration
@@ -111,3 +126,14 @@ def test_redis_up_down_shares_one_server_between_commands(tmp_path):
     assert down.exit_code == 0
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     one_line_error(runner.invoke(app, [*state, "redis", "down"]), 1, "no `mplab redis up` server is running")
+
+
+def test_a_stale_state_file_never_points_at_another_process(tmp_path):
+    # after a reboot the recorded pid may belong to anything: here, this very test process
+    state = tmp_path / "s"
+    state.mkdir()
+    fake = redis_server.RedisServer("redis://:x@127.0.0.1:1/0", os.getpid(), "/bin/redis-server", "PATH", 1, "/tmp/x")
+    redis_server.state_file(state).write_text(json.dumps(fake.info()))
+    assert redis_server.read_state(state) is None
+    assert redis_server.down(state) is None  # and nothing was signalled: we are still here
+    assert not redis_server.state_file(state).exists()

@@ -160,9 +160,7 @@ def assert_redis_url(url: str, password: str) -> None:
 
 def assert_localhost_only(service: dict[str, Any], published: str, target: str) -> None:
     ports = published_ports(service)
-    assert ports == [("127.0.0.1", published, target)], (
-        f"expected only 127.0.0.1:{published}:{target}: {ports}"
-    )
+    assert ports == [("127.0.0.1", published, target)], f"expected only 127.0.0.1:{published}:{target}: {ports}"
 
 
 # -- the compose file --------------------------------------------------------------------------------
@@ -261,9 +259,7 @@ def test_variables_flow_into_every_service(empty_env_file: Path) -> None:
 def test_env_example_documents_the_defaults(services: dict[str, Any]) -> None:
     """Using .env.example as `.env` changes nothing: it documents exactly the built-in defaults."""
     documented = dict(
-        line.split("=", 1)
-        for line in ENV_EXAMPLE.read_text().splitlines()
-        if line and not line.startswith("#")
+        line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if line and not line.startswith("#")
     )
     assert set(LAB_VARS) <= set(documented), documented
     assert compose_config(ENV_EXAMPLE)["services"] == services
@@ -357,8 +353,7 @@ def test_dockerfile_default_stage_installs_the_project_and_runs_mplab() -> None:
     assert copied, "the build context (.) is never copied"
     installs = [args for kw, arg in instructions if kw == "RUN" for args in pip_installs(arg)]
     assert any(
-        "--no-cache-dir" in args and ({"."} | copied) & {a.rstrip("/") or "/" for a in args}
-        for args in installs
+        "--no-cache-dir" in args and ({"."} | copied) & {a.rstrip("/") or "/" for a in args} for args in installs
     ), f"no `pip install --no-cache-dir <project>` of {copied}: {installs}"
     # The default command is the mplab CLI, run as a non-root user.
     entrypoints = [exec_form(arg) for kw, arg in instructions if kw == "ENTRYPOINT"]
@@ -374,9 +369,7 @@ def test_dockerfile_dashboard_stage() -> None:
     (dashboard,) = [stage for stage in stages if stage.name == "dashboard"]
     assert dashboard is not stages[-1], "the dashboard must not be the default stage"
     runs = " ".join(arg for kw, arg in dashboard.instructions if kw == "RUN")
-    assert "rq-dashboard" in runs and "six" in runs.split(), (
-        "rq-dashboard 0.9.0 imports six without requiring it"
-    )
+    assert "rq-dashboard" in runs and "six" in runs.split(), "rq-dashboard 0.9.0 imports six without requiring it"
     # Built on the stage with the project installed, so it has the workers' rq version.
     assert len(dashboard.chain(stages)) > 1
     cmd = exec_form([arg for kw, arg in dashboard.instructions if kw == "CMD"][-1])

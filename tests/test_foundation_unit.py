@@ -23,9 +23,7 @@ def run_slot(conn) -> None:
     # RQ installs SIGINT/SIGTERM handlers in work() and never restores them: keep pytest's own.
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        SlotWorker(["default"], connection=conn, serializer=JSONSerializer).work(
-            burst=True, logging_level="WARNING"
-        )
+        SlotWorker(["default"], connection=conn, serializer=JSONSerializer).work(burst=True, logging_level="WARNING")
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)

@@ -27,9 +27,7 @@ def test_rr_every_segment_within_quantum_and_switch_cost_delays() -> None:
     segs = scheduling.rr(scheduling.DEFAULT_MIX, quantum=3)
     assert all(end - start <= 3 for _, start, end in segs)
     free = scheduling.metrics(scheduling.DEFAULT_MIX, segs)
-    costly = scheduling.metrics(
-        scheduling.DEFAULT_MIX, scheduling.rr(scheduling.DEFAULT_MIX, 3, switch_cost=1)
-    )
+    costly = scheduling.metrics(scheduling.DEFAULT_MIX, scheduling.rr(scheduling.DEFAULT_MIX, 3, switch_cost=1))
     assert costly["makespan"] > free["makespan"]
 
 

@@ -101,12 +101,6 @@ class Heart:
             pipe.execute()
         return beat
 
-    def forget(self) -> None:
-        with self.client.pipeline() as pipe:
-            pipe.delete(node_key(self.name))
-            pipe.srem(defaults.NODES_SET, self.name)
-            pipe.execute()
-
 
 def read_nodes(client: redis.Redis) -> list[dict[str, Any]]:
     """Every node with a live heartbeat key, with its age and whether it is stale."""

@@ -45,7 +45,12 @@ def check_cpu_args(tasks: int, size: int, batch: int) -> None:
 
 
 def enqueue_task_jobs(
-    client: redis.Redis, queue_name: str, task: Callable[..., Any], arg_lists: list[list[Any]], batch: int
+    client: redis.Redis,
+    queue_name: str,
+    task: Callable[..., Any],
+    arg_lists: list[list[Any]],
+    batch: int,
+    result_ttl: int = defaults.RESULT_TTL,
 ) -> tuple[list[Job], list[int]]:
     """Enqueue one job per argument list, or one batch job per `batch` of them, in one pipeline.
 
@@ -55,7 +60,7 @@ def enqueue_task_jobs(
     name = registry.name_of(task)
     if batch <= 1:
         datas = [
-            Queue.prepare_data(task, args=args, result_ttl=defaults.RESULT_TTL, timeout=defaults.JOB_TIMEOUT)
+            Queue.prepare_data(task, args=args, result_ttl=result_ttl, timeout=defaults.JOB_TIMEOUT)
             for args in arg_lists
         ]
         sizes = [1] * len(arg_lists)
@@ -65,7 +70,7 @@ def enqueue_task_jobs(
             Queue.prepare_data(
                 run_batch,
                 args=(name, group),
-                result_ttl=defaults.RESULT_TTL,
+                result_ttl=result_ttl,
                 timeout=defaults.JOB_TIMEOUT,
                 description=f"batch of {len(group)} x {name}",
             )
@@ -78,9 +83,7 @@ def enqueue_task_jobs(
     return jobs, sizes
 
 
-def submit_cpu(
-    client: redis.Redis, queue_name: str, tasks: int, size: int, batch: int
-) -> tuple[list[Job], list[int]]:
+def submit_cpu(client: redis.Redis, queue_name: str, tasks: int, size: int, batch: int) -> tuple[list[Job], list[int]]:
     """The chapter's CPU task, `tasks` times with n=`size`, as jobs on `queue_name`."""
     check_cpu_args(tasks, size, batch)
     return enqueue_task_jobs(client, queue_name, cpu.sum_squares, [[size]] * tasks, batch)

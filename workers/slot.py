@@ -65,6 +65,15 @@ class SlotWorker(SimpleWorker):
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self.request_stop)
 
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """RQ's warm stop; unlike RQ, a later signal does not kill the running job (RQ would fail it).
+
+        After the grace period the node kills this slot and re-queues its job itself.
+        """
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         reason = refusal_reason(job)
         if reason is not None:
@@ -90,9 +99,10 @@ class SlotWorker(SimpleWorker):
     def run_job(self, job: Job) -> Any:
         name = job.func_name
         assert name is not None
-        if name == BATCH:
-            return self.run_batch(job)
-        return registry.resolve(name)(*job.args, **job.kwargs)
+        result = self.run_batch(job) if name == BATCH else registry.resolve(name)(*job.args, **job.kwargs)
+        if isinstance(result, dict) and "started" in result and job.enqueued_at is not None:
+            result["enqueued"] = job.enqueued_at.timestamp()  # the envelope's third timing
+        return result
 
     def run_batch(self, job: Job) -> dict[str, Any]:
         bound = inspect.signature(batch.run_batch).bind(*job.args, **job.kwargs)
@@ -107,10 +117,13 @@ class SlotWorker(SimpleWorker):
         if self.hub is None:  # not inside a node: behave like any RQ worker
             return batch.run_batch(task, items, chunksize)
         self.hub.send(("batch", job.id, task, [list(i) for i in items], int(chunksize)))
-        try:
-            kind, payload = self.hub.recv()
-        except EOFError:
-            raise RuntimeError("the node went away while this batch was running") from None
+        while True:
+            try:
+                kind, job_id, payload = self.hub.recv()
+            except EOFError:
+                raise RuntimeError("the node went away while this batch was running") from None
+            if job_id == job.id:
+                break  # anything else is the late reply for an earlier batch that timed out here
         if kind != "done":
             raise RuntimeError(f"batch failed in the node's Pool: {payload}")
         job.meta["progress"] = {"done": payload["count"], "total": len(items)}

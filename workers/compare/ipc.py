@@ -10,10 +10,13 @@ from typing import Any
 
 import redis
 
+from workers.compare.local import quiet_child
+
 MESSAGE = b"x" * 100
 
 
 def _echo_pipe(conn: Connection) -> None:
+    quiet_child()
     while True:
         data = conn.recv_bytes()
         if not data:
@@ -22,6 +25,7 @@ def _echo_pipe(conn: Connection) -> None:
 
 
 def _echo_queue(inbox: Any, outbox: Any) -> None:
+    quiet_child()
     while True:
         data = inbox.get()
         if data is None:
@@ -30,6 +34,7 @@ def _echo_queue(inbox: Any, outbox: Any) -> None:
 
 
 def _echo_redis(url: str, inbox: str, outbox: str) -> None:
+    quiet_child()
     client = redis.Redis.from_url(url)
     while True:
         _key, data = client.blpop([inbox])  # type: ignore[misc]

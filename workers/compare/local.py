@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +33,16 @@ def task_fn(task: str) -> Callable[..., Any]:
     return functools.partial(registry.call_raw, task)
 
 
+def median_of(fn: Callable[[], Run], repeats: int) -> Run:
+    """Run `fn` `repeats` times; the run with the median wall time, with every wall time recorded."""
+    runs = sorted((fn() for _ in range(max(1, repeats))), key=lambda run: run.wall_s)
+    chosen = runs[len(runs) // 2]
+    if repeats > 1:
+        chosen.extra["repeats"] = repeats
+        chosen.extra["walls_s"] = [round(run.wall_s, 4) for run in runs]
+    return chosen
+
+
 def serial(task: str, items: list[list[Any]]) -> Run:
     fn = task_fn(task)
     t0 = time.perf_counter()
@@ -39,7 +50,13 @@ def serial(task: str, items: list[list[Any]]) -> Run:
     return Run(time.perf_counter() - t0, values, 1)
 
 
+def quiet_child() -> None:
+    """Children leave Ctrl-C to this command, which stops them in order."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _child(conn: Connection, task: str, args: list[Any]) -> None:
+    quiet_child()
     conn.send(registry.raw(task)(*args))
     conn.close()
 
@@ -77,7 +94,7 @@ def pool_map(pool: Pool, task: str, items: list[list[Any]], workers: int, chunks
 def start_pool(ctx: BaseContext, workers: int) -> tuple[Pool, float]:
     """A Pool and the seconds until all its processes answered one task each."""
     t0 = time.perf_counter()
-    pool: Pool = ctx.Pool(workers)
+    pool: Pool = ctx.Pool(workers, initializer=quiet_child)
     pool.map(abs, range(workers), chunksize=1)
     return pool, time.perf_counter() - t0
 

@@ -20,10 +20,10 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from tasks import registry
-from tasks.batch import run_batch
 from workers.compare.local import Run
 from workers.errors import LabError
 from workers.heartbeat import node_key, read_nodes
+from workers.jobs import enqueue_task_jobs
 from workers.redis_server import die_with_parent
 
 
@@ -120,34 +120,51 @@ def _fetch(client: redis.Redis, ids: list[str]) -> tuple[list[Any], dict[str, fl
     return values, timing
 
 
-def _wait(client: redis.Redis, q: Queue, baseline: int, count: int, timeout: float) -> None:
+def _unfinished(client: redis.Redis, ids: set[str]) -> set[str]:
+    """The ids among `ids` whose job has not ended yet (one pipelined round trip)."""
+    order = list(ids)
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in order:
+            pipe.hget(Job.key_for(job_id), "status")
+        states = pipe.execute()
+    ended = {b"finished", b"failed", b"stopped", b"canceled"}
+    return {job_id for job_id, state in zip(order, states, strict=True) if state not in ended}
+
+
+def _wait(client: redis.Redis, q: Queue, baseline: int, ids: list[str], timeout: float) -> None:
+    """Wait until every job in `ids` has ended.
+
+    Cheap to poll: the queue's finished+failed counts (two ZCARDs every 5 ms) say when all may have
+    ended; the jobs' own statuses confirm it (and every 100 ms anyway, in case other clients' jobs or
+    registry clean-up moved the counts).
+    """
+    pending = set(ids)
     deadline = time.monotonic() + timeout
-    while _done_count(client, q) - baseline < count:
-        if time.monotonic() > deadline:
-            raise LabError(f"timed out after {timeout:.0f}s waiting for {count} jobs on {q.name!r}: are nodes running?")
-        time.sleep(0.002)
+    next_check = time.monotonic() + 0.1
+    while pending:
+        now = time.monotonic()
+        if now > deadline:
+            raise LabError(
+                f"timed out after {timeout:.0f}s waiting for {len(pending)} job(s) on {q.name!r}: are nodes running?"
+            )
+        if _done_count(client, q) - baseline >= len(ids) or now >= next_check:
+            pending = _unfinished(client, pending)
+            next_check = now + 0.1
+        if pending:
+            time.sleep(0.005)
 
 
 def rq_jobs(client: redis.Redis, queue: str, task: str, items: list[list[Any]], batch: int, slots: int) -> Run:
     """Enqueue (one pipeline), wait for all, fetch results; wall covers all three."""
     q = Queue(queue, connection=client, serializer=JSONSerializer)
-    fn = registry.resolve(task)
     baseline = _done_count(client, q)
     t0 = time.perf_counter()
-    if batch <= 1:
-        datas = [Queue.prepare_data(fn, args=args, result_ttl=600) for args in items]
-    else:
-        datas = [
-            Queue.prepare_data(run_batch, args=(task, items[i : i + batch]), result_ttl=600)
-            for i in range(0, len(items), batch)
-        ]
-    with client.pipeline() as pipe:
-        jobs = q.enqueue_many(datas, pipeline=pipe)
-        pipe.execute()
+    jobs, _sizes = enqueue_task_jobs(client, queue, registry.resolve(task), items, batch, result_ttl=600)
     t_enq = time.perf_counter()
-    _wait(client, q, baseline, len(jobs), timeout=300)
+    ids = [j.id for j in jobs]
+    _wait(client, q, baseline, ids, timeout=300)
     t_done = time.perf_counter()
-    results, timing = _fetch(client, [j.id for j in jobs])
+    results, timing = _fetch(client, ids)
     wall = time.perf_counter() - t0
     if batch <= 1:
         values = [r["value"] for r in results]
@@ -214,7 +231,7 @@ def stock_reference(client: redis.Redis, url: str, count: int, workers: int, wor
         pipe.execute()
     t0 = time.perf_counter()
     with _stock_workers(url, queue, workers, worker_class):
-        _wait(client, q, 0, count, timeout=300)
+        _wait(client, q, 0, [j.id for j in jobs], timeout=300)
     wall = time.perf_counter() - t0
     results, timing = _fetch(client, [j.id for j in jobs])
     for reg in (q.finished_job_registry, q.failed_job_registry):

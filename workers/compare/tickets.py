@@ -30,7 +30,7 @@ def _row(mode: str, where: str, result: dict[str, Any]) -> dict[str, Any]:
 
 def measure(settings: Settings, url: str, queue: str, quick: bool, step: Callable[[str], None]) -> list[dict[str, Any]]:
     """Every Redis mode: local buyer processes, then RQ jobs one buyer per job and K buyers per job."""
-    stock, buyers, per_job = (10, 20, 10) if quick else (50, 100, 25)
+    stock, buyers, per_job = (10, 20, 10) if quick else (30, 60, 15)
     on_url = settings.with_(redis_url=url)
     rows = []
     for mode in tickets.REDIS_MODES:

@@ -103,7 +103,5 @@ def run_many(
         try:
             results.append((runner or (lambda n, p: run(n, p, settings)))(name, mine))
         except LabError as exc:
-            results.append(
-                {"name": name, "section": exp.section, "error": str(exc), "events": [], "claims": []}
-            )
+            results.append({"name": name, "section": exp.section, "error": str(exc), "events": [], "claims": []})
     return results

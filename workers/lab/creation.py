@@ -69,9 +69,7 @@ def fork(lab: Lab) -> None:
     )
     rep.event(f"child exited, not yet waited for: psutil says {zombie!r}")
     _, status = os.waitpid(pid, 0)
-    rep.event(
-        f"os.waitpid({pid}, 0) -> exit code {os.waitstatus_to_exitcode(status)}; now {status_of(pid)!r}"
-    )
+    rep.event(f"os.waitpid({pid}, 0) -> exit code {os.waitstatus_to_exitcode(status)}; now {status_of(pid)!r}")
     times = []
     for _ in range(max(1, int(lab.p("repeats")))):
         start = time.perf_counter()
@@ -88,9 +86,7 @@ def fork(lab: Lab) -> None:
         f"writing one byte per page of the {lab.p('mb')} MiB buffer"
     )
     rep.measure("fork_call_ms_median", round(median(times) * 1000, 3))
-    rep.measure(
-        "child_uss_mib", {"after_fork": round(before / 2**20, 2), "after_writes": round(after / 2**20, 2)}
-    )
+    rep.measure("child_uss_mib", {"after_fork": round(before / 2**20, 2), "after_writes": round(after / 2**20, 2)})
     rep.measure("buffer_mib", lab.p("mb"))
     rep.claim(
         "fork() returns the child's PID in the parent and 0 in the child",
@@ -127,9 +123,7 @@ def fork(lab: Lab) -> None:
         f"psutil saw {zombie!r} before waitpid",
         "5.1.3",
     )
-    rep.claim(
-        "Windows has no os.fork", "not-measured", f"this is {sys.platform}, where os.fork exists", "5.1"
-    )
+    rep.claim("Windows has no os.fork", "not-measured", f"this is {sys.platform}, where os.fork exists", "5.1")
 
 
 # -- 5.2 the Process API ---------------------------------------------------------------------------------
@@ -208,8 +202,7 @@ def process_api(lab: Lab) -> None:
         waited = time.perf_counter() - t0
         alive_after_join = p.is_alive()
         rep.event(
-            f"join({timeout}) returned after {waited * 1000:.0f} ms: is_alive {alive_after_join}, exitcode "
-            f"{p.exitcode}"
+            f"join({timeout}) returned after {waited * 1000:.0f} ms: is_alive {alive_after_join}, exitcode {p.exitcode}"
         )
         p.terminate()
         p.join()
@@ -281,9 +274,7 @@ def _arguments(lab: Lab) -> None:
             kind, text = reader.recv()
             c.join()
         outcome[label] = {"result": kind, "message": text, "exitcode": c.exitcode}
-        rep.event(
-            f"args={args!r} kwargs={kwargs!r}: start() ok; child: {kind}: {text} (exitcode {c.exitcode})"
-        )
+        rep.event(f"args={args!r} kwargs={kwargs!r}: start() ok; child: {kind}: {text} (exitcode {c.exitcode})")
     rep.measure("arguments", outcome)
     miss = outcome["missing age"]
     rep.claim(

@@ -93,9 +93,10 @@ def _daemon_parent(conn: Any, dconn: Any, nconn: Any, method: str, normal_s: flo
 def daemon(lab: Lab) -> None:
     rep = lab.report
     method = lab.method
-    preader, pwriter = mp.Pipe(duplex=False)
-    dreader, dwriter = mp.Pipe(duplex=False)
-    nreader, nwriter = mp.Pipe(duplex=False)
+    ctx = lab.ctx()
+    preader, pwriter = ctx.Pipe(duplex=False)
+    dreader, dwriter = ctx.Pipe(duplex=False)
+    nreader, nwriter = ctx.Pipe(duplex=False)
     parent = lab.ctx().Process(
         target=_daemon_parent, args=(pwriter, dwriter, nwriter, method, float(lab.p("normal_s")))
     )
@@ -113,17 +114,14 @@ def daemon(lab: Lab) -> None:
     if not d_gone:
         kill_and_forget(dpid)
     rep.event(f"parent {info['pid']} started daemonic child {dpid} and normal child {npid}")
-    rep.event(
-        f"daemon {dpid}: starting a Process raised {up['error']!r}; subprocess.run exit {up['subprocess']}"
-    )
+    rep.event(f"daemon {dpid}: starting a Process raised {up['error']!r}; subprocess.run exit {up['subprocess']}")
     rep.event(f"setting .daemon after start(): {info['late']!r}")
     rep.event(
         f"parent's code ended; daemon got {term.get('event', 'nothing')} "
         f"{(term['t'] - end) * 1000:.0f} ms later; parent exited {(exited - end) * 1000:.0f} ms after its "
         f"code ended"
         if term
-        else f"parent's code ended; daemon reported no SIGTERM; parent exited "
-        f"{(exited - end) * 1000:.0f} ms later"
+        else f"parent's code ended; daemon reported no SIGTERM; parent exited {(exited - end) * 1000:.0f} ms later"
     )
     rep.event(f"after the parent exited: daemon {status_of(dpid)!r}, normal child {status_of(npid)!r}")
     rep.measure("daemon_sigterm_after_code_end_s", round(term["t"] - end, 4) if term else None)

@@ -33,10 +33,7 @@ def identity(lab: Lab) -> None:
     me, my_parent = os.getpid(), os.getppid()
     rep.event(f"parent: pid {me}, its own parent (ppid) {my_parent} ({_name(my_parent)})")
     queue = ctx.Queue()
-    procs = [
-        ctx.Process(target=_report_identity, args=(queue, i), name=f"child-{i}")
-        for i in range(lab.p("children"))
-    ]
+    procs = [ctx.Process(target=_report_identity, args=(queue, i), name=f"child-{i}") for i in range(lab.p("children"))]
     with reaped(*procs):
         for proc in procs:
             proc.start()
@@ -104,9 +101,7 @@ def states(lab: Lab) -> None:
     spin = float(lab.p("spin_s"))
     reader, writer = ctx.Pipe(duplex=False)
     queue = ctx.Queue()
-    busy = [
-        ctx.Process(target=_spin, args=(spin, queue, f"busy-{i}"), name=f"busy-{i}") for i in range(busy_n)
-    ]
+    busy = [ctx.Process(target=_spin, args=(spin, queue, f"busy-{i}"), name=f"busy-{i}") for i in range(busy_n)]
     blocked = ctx.Process(target=_block, args=(reader,), name="blocked")
     ender = ctx.Process(target=_exit_now, name="ender")
     seen: dict[str, dict[str, int]] = {p.name: {} for p in [*busy, blocked]}
@@ -142,10 +137,7 @@ def states(lab: Lab) -> None:
         blocked.join()
         ender.start()
         zombie, waited = wait_status(ender.pid, {"zombie"}, 5)
-        rep.event(
-            f"child {ender.pid} returned; not joined yet -> psutil says {zombie!r} after {waited * 1000:.0f} "
-            f"ms"
-        )
+        rep.event(f"child {ender.pid} returned; not joined yet -> psutil says {zombie!r} after {waited * 1000:.0f} ms")
         ender.join()
         after = status_of(ender.pid)
         rep.event(f"after join(): {after!r}")
@@ -253,10 +245,7 @@ def schedule(lab: Lab) -> None:
         f"{f['switches']}; avg turnaround {r['avg_turnaround']} vs {f['avg_turnaround']} (switch cost "
         f"{cost})",
     )
-    good = (
-        q["avg_response"] <= min(f["avg_response"], s["avg_response"])
-        and q["avg_waiting"] <= r["avg_waiting"]
-    )
+    good = q["avg_response"] <= min(f["avg_response"], s["avg_response"]) and q["avg_waiting"] <= r["avg_waiting"]
     rep.claim(
         "MFQ combines the algorithms' advantages",
         "holds" if good else "wrong",
@@ -276,19 +265,13 @@ def _rq_order(lab: Lab, starve: dict[str, dict[str, Any]]) -> None:
     except (ImportError, ValueError):  # no fakeredis; or not the main thread (signal handlers)
         order = []
     if order:
-        rep.event(
-            f"RQ SimpleWorker on queues high,default,low ran jobs enqueued low,default,high,... as {order}"
-        )
+        rep.event(f"RQ SimpleWorker on queues high,default,low ran jobs enqueued low,default,high,... as {order}")
     rep.measure("rq_execution_order", order)
     strict = order == sorted(order, key=lambda n: scheduling.PRIORITIES.index(n.split("-")[0]))
     rep.claim(
         "RQ's ordered queues (high, default, low) are a multilevel queue, not an MFQ",
         "holds" if order and strict else "not-measured",
-        (
-            f"a worker ran {order}: always the first non-empty queue; "
-            if order
-            else "fakeredis not installed; "
-        )
+        (f"a worker ran {order}: always the first non-empty queue; " if order else "fakeredis not installed; ")
         + "jobs never change queue (no feedback) and run to completion (no preemption), so a 'low' job can "
         f"starve: simulated, the long 'low' job waits {long_mlq['waiting']} units behind the 'high' stream",
         "3.3.2",

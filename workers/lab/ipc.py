@@ -41,8 +41,7 @@ def isolation(lab: Lab) -> None:
     values = sorted({v for _, v in seen})
     rep.event(f"{len(procs)} children each ran `num -= 1`: they saw num = {values}")
     rep.event(
-        f"parent after join(): num = {num}; a shared ctx.Value('i', 100) decremented under its lock = "
-        f"{shared.value}"
+        f"parent after join(): num = {num}; a shared ctx.Value('i', 100) decremented under its lock = {shared.value}"
     )
     rep.measure("children_saw", values)
     rep.measure("parent_num", num)
@@ -172,8 +171,7 @@ def queue_exp(lab: Lab) -> None:
     for _ in range(3):
         small.get()
     rep.event(
-        f"Queue(maxsize=3): a 4th put(timeout=0.05) -> {full}; 200 items from one producer arrived in order: "
-        f"{fifo}"
+        f"Queue(maxsize=3): a 4th put(timeout=0.05) -> {full}; 200 items from one producer arrived in order: {fifo}"
     )
     dist = _distribute(lab)
     rep.measure("chapter_scheme", {"produced": len(produced), "consumed": len(eaten), "lost": len(lost)})
@@ -206,8 +204,7 @@ def queue_exp(lab: Lab) -> None:
         "6.2.1",
     )
     rep.claim(
-        "with one sentinel per consumer, sent after the producers finished, every item is consumed exactly "
-        "once",
+        "with one sentinel per consumer, sent after the producers finished, every item is consumed exactly once",
         "holds" if exactly_once else "wrong",
         f"{sum(eaten2.values())} consumed of {len(produced2)} produced, duplicates "
         f"{sum(c - 1 for c in eaten2.values() if c > 1)}, left over {len(lost2)}",
@@ -216,8 +213,7 @@ def queue_exp(lab: Lab) -> None:
     rep.claim(
         "a Queue distributes tasks to a group of workers (each task done once)",
         "holds" if dist["exactly_once"] else "wrong",
-        f"{dist['tasks']} tasks -> per worker {dist['per_worker']}, each exactly once: "
-        f"{dist['exactly_once']}",
+        f"{dist['tasks']} tasks -> per worker {dist['per_worker']}, each exactly once: {dist['exactly_once']}",
         "6.2.2",
     )
 
@@ -242,7 +238,5 @@ def _distribute(lab: Lab) -> dict[str, Any]:
     took = time.perf_counter() - start
     per_worker = dict(sorted(Counter(name for _, name, _ in done).items()))
     once = sorted(t for t, _, _ in done) == sorted(t for t, _ in tasks)
-    rep.event(
-        f"{len(tasks)} tasks, {len(workers)} workers, one None each: {per_worker} in {took * 1000:.0f} ms"
-    )
+    rep.event(f"{len(tasks)} tasks, {len(workers)} workers, one None each: {per_worker} in {took * 1000:.0f} ms")
     return {"tasks": len(tasks), "per_worker": per_worker, "exactly_once": once, "seconds": round(took, 3)}

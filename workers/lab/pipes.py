@@ -180,10 +180,7 @@ def queue_vs_pipe(lab: Lab) -> None:
             "msgs_per_s_100B": round(1 / small),
             "msgs_per_s_1MiB": round(1 / big, 1),
         }
-        rep.event(
-            f"{kind:5}: round trip {us(rtt)}, {1 / small:,.0f} msgs/s of 100 B, {1 / big:,.0f} msgs/s of 1 "
-            f"MiB"
-        )
+        rep.event(f"{kind:5}: round trip {us(rtt)}, {1 / small:,.0f} msgs/s of 100 B, {1 / big:,.0f} msgs/s of 1 MiB")
     sock_a, sock_b = socket.socketpair()
     sndbuf = sock_a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
     sock_a.close()

@@ -44,9 +44,7 @@ def pool_methods(lab: Lab) -> None:
         t = time.perf_counter()
         res = pool.map(functools.partial(_square_of, delay=d), data)
         ms["map"] = {"returned_after_s": time.perf_counter() - t, "results": res}
-        rep.event(
-            f"map(): blocked {ms['map']['returned_after_s'] * 1000:.0f} ms, results {res} (input order)"
-        )
+        rep.event(f"map(): blocked {ms['map']['returned_after_s'] * 1000:.0f} ms, results {res} (input order)")
 
         t = time.perf_counter()
         ar = pool.map_async(functools.partial(_square_of, delay=d), data)
@@ -82,9 +80,7 @@ def pool_methods(lab: Lab) -> None:
         for h in handles:
             h.wait(60)
         ms["apply_async"] = {"submitted_after_s": submitted, "calls": calls}
-        rep.event(
-            f"apply_async() x3 submitted in {submitted * 1000:.2f} ms; callbacks (in the parent): {calls}"
-        )
+        rep.event(f"apply_async() x3 submitted in {submitted * 1000:.2f} ms; callbacks (in the parent): {calls}")
 
         items = [(1, 3 * d), (2, d / 4), (3, d / 4), (4, d / 4)]
         for name in ("imap", "imap_unordered"):
@@ -116,9 +112,7 @@ def _pool_verdicts(lab: Lab, ms: dict[str, Any], d: float, data: list[int]) -> N
     )
     rep.claim(
         "map_async() does not block; .get() waits for the results",
-        "holds"
-        if ms["map_async"]["returned_after_s"] < d / 2 and ms["map_async"]["results"] == squares
-        else "wrong",
+        "holds" if ms["map_async"]["returned_after_s"] < d / 2 and ms["map_async"]["results"] == squares else "wrong",
         f"map_async returned in {ms['map_async']['returned_after_s'] * 1000:.2f} ms, get() after "
         f"{ms['map_async']['get_after_s'] * 1000:.0f} ms",
     )
@@ -207,13 +201,10 @@ def pool_vs_process(lab: Lab) -> None:
 
     many = both(batches, small)
     rep.event(
-        f"{batches} batches x {width} tasks of range({small:,}): Process {many[0]:.3f} s, Pool({width}) "
-        f"{many[1]:.3f} s"
+        f"{batches} batches x {width} tasks of range({small:,}): Process {many[0]:.3f} s, Pool({width}) {many[1]:.3f} s"
     )
     one = both(1, heavy)
-    rep.event(
-        f"1 batch x {width} tasks of range({heavy:,}): Process {one[0]:.3f} s, Pool({width}) {one[1]:.3f} s"
-    )
+    rep.event(f"1 batch x {width} tasks of range({heavy:,}): Process {one[0]:.3f} s, Pool({width}) {one[1]:.3f} s")
     sweep, crossover = [], None
     b = 1
     while b <= max(1, int(lab.p("sweep_max"))):

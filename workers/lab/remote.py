@@ -12,17 +12,13 @@ WAIT_TIMEOUT = 300
 """Seconds `--via rq` waits for a node to return an experiment's result."""
 
 
-def run_via_rq(
-    settings: Settings, name: str, params: dict[str, Any], timeout: int = WAIT_TIMEOUT
-) -> dict[str, Any]:
+def run_via_rq(settings: Settings, name: str, params: dict[str, Any], timeout: int = WAIT_TIMEOUT) -> dict[str, Any]:
     """Run experiment `name` on a worker node through RQ (JSON serializer) and return its result dict."""
     import workers.lab as lab
 
     exp = lab.get(name)
     if not exp.runs_in_node:
-        raise ConfigError(
-            f"experiment {name!r} cannot run on a worker node ({exp.node_note}); use --via local"
-        )
+        raise ConfigError(f"experiment {name!r} cannot run on a worker node ({exp.node_note}); use --via local")
     exp.parse_params(params)  # bad params fail here (exit 2), not on the node
     from rq import Queue
     from rq.results import Result
@@ -50,9 +46,7 @@ def run_via_rq(
             )
             result = job.latest_result(timeout=timeout)
             if result is None:
-                raise LabError(
-                    f"no result for job {job.id} within {timeout} s (is a node serving {queue_name!r}?)"
-                )
+                raise LabError(f"no result for job {job.id} within {timeout} s (is a node serving {queue_name!r}?)")
             if result.type != Result.Type.SUCCESSFUL:
                 last = (result.exc_string or "").strip().splitlines()
                 raise LabError(f"job {job.id} failed on the node: {last[-1] if last else result.type.name}")

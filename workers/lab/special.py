@@ -82,7 +82,7 @@ def _subreaper_case(conn: Any, method: str, wait_s: float) -> None:
     if not _set_subreaper(True):
         conn.send({"error": "prctl(PR_SET_CHILD_SUBREAPER) not available"})
         return
-    reader, writer = mp.Pipe(duplex=False)
+    reader, writer = _ctx(method).Pipe(duplex=False)
     parent = _ctx(method).Process(target=_orphan_parent, args=(writer, method, wait_s))
     parent.start()
     first = reader.recv()
@@ -104,7 +104,7 @@ def _subreaper_case(conn: Any, method: str, wait_s: float) -> None:
 def orphan(lab: Lab) -> None:
     rep, method = lab.report, _inner_method(lab.method)
     wait_s = float(lab.p("wait_s"))
-    reader, writer = mp.Pipe(duplex=False)
+    reader, writer = lab.ctx().Pipe(duplex=False)
     parent = lab.ctx().Process(target=_orphan_parent, args=(writer, method, wait_s), name="orphan-parent")
     with reaped(parent):
         parent.start()
@@ -118,10 +118,7 @@ def orphan(lab: Lab) -> None:
         seen = reader.recv()
     gpid, new_ppid = seen["pid"], seen["new_ppid"]
     adopter = _describe(new_ppid)
-    rep.event(
-        f"orphan {gpid}: ppid {seen['old_ppid']} -> {new_ppid} {adopter} after {seen['after_s'] * 1000:.1f} "
-        f"ms"
-    )
+    rep.event(f"orphan {gpid}: ppid {seen['old_ppid']} -> {new_ppid} {adopter} after {seen['after_s'] * 1000:.1f} ms")
     zombie_for = _watch_reaping(gpid, wait_s)
     gone = status_of(gpid) == "gone"
     if not gone:
@@ -143,9 +140,7 @@ def orphan(lab: Lab) -> None:
         verdict, why = "holds", f"adopted by PID 1, here {pid1}"
     else:
         verdict = "outdated" if new_ppid != seen["old_ppid"] else "wrong"
-        why = (
-            f"adopted by {adopter}, a subreaper (Linux >= 3.4 re-parents to the nearest one; PID 1 is {pid1})"
-        )
+        why = f"adopted by {adopter}, a subreaper (Linux >= 3.4 re-parents to the nearest one; PID 1 is {pid1})"
     rep.claim("an orphan is adopted by init (PID 1)", verdict, why)
     rep.claim(
         "the adopter reaps the orphan's exit status, so orphans are harmless",
@@ -176,15 +171,13 @@ def _orphan_subreaper(lab: Lab, method: str, wait_s: float) -> None:
             "4.1.2",
         )
         return
-    reader, writer = mp.Pipe(duplex=False)
+    reader, writer = lab.ctx().Pipe(duplex=False)
     reaper = lab.ctx().Process(target=_subreaper_case, args=(writer, method, wait_s), name="subreaper")
     with reaped(reaper):
         reaper.start()
         got = reader.recv() if reader.poll(wait_s + 10) else {"error": "no report"}
     if "error" in got:
-        rep.claim(
-            "with a subreaper, orphans go to it instead of PID 1", "not-measured", got["error"], "4.1.2"
-        )
+        rep.claim("with a subreaper, orphans go to it instead of PID 1", "not-measured", got["error"], "4.1.2")
         return
     rep.event(
         f"subreaper {got['me']} (prctl PR_SET_CHILD_SUBREAPER): its child {got['parent']} exits; orphan "
@@ -264,9 +257,7 @@ def zombie(lab: Lab) -> None:
     with reaped(child, later):
         child.start()
         st, waited = wait_status(child.pid, {"zombie"}, 5)
-        rep.event(
-            f"child {child.pid} finished, parent did not join: psutil says {st!r} ({waited * 1000:.0f} ms)"
-        )
+        rep.event(f"child {child.pid} finished, parent did not join: psutil says {st!r} ({waited * 1000:.0f} ms)")
         memory = _rss_of_zombie(child.pid)
         rep.event(f"/proc/{child.pid}/status of the zombie: {memory}")
         child.join()
@@ -313,7 +304,7 @@ def _zombie_orphaned(lab: Lab) -> None:
     if not hasattr(os, "fork"):
         rep.claim("when the parent dies, init reaps its zombies", "not-measured", "needs os.fork", "4.2")
         return
-    reader, writer = mp.Pipe(duplex=False)
+    reader, writer = lab.ctx().Pipe(duplex=False)
     maker = lab.ctx().Process(target=_zombie_maker, args=(writer,), name="zombie-maker")
     with reaped(maker):
         maker.start()
@@ -361,15 +352,13 @@ def _managed(lab: Lab) -> None:
     codes = [p.exitcode for p in procs]
     left = [pid for pid in pids if status_of(pid) != "gone"]
     rep.event(
-        f"managed_processes(): 3 workers (one hangs 30 s) -> exit codes {codes} in {took * 1000:.0f} ms; "
-        f"left: {left}"
+        f"managed_processes(): 3 workers (one hangs 30 s) -> exit codes {codes} in {took * 1000:.0f} ms; left: {left}"
     )
     rep.measure("managed_exitcodes", codes)
     rep.measure("managed_leftovers", left)
     rep.claim(
         "a managed-cleanup context manager leaves no zombie (join, then terminate)",
         "holds" if not left else "wrong",
-        f"exit codes {codes} (-{int(signal.SIGTERM)} = terminated after {timeout} s); {len(left)} "
-        f"process(es) left",
+        f"exit codes {codes} (-{int(signal.SIGTERM)} = terminated after {timeout} s); {len(left)} process(es) left",
         "4.2.3",
     )

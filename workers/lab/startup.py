@@ -32,9 +32,7 @@ class ContextProcess(BaseProcess):
 class CustomWorker(ContextProcess):
     """The chapter's CustomWorker: run() overridden, result kept in self.result."""
 
-    def __init__(
-        self, method: str, conn: Any, task_name: str, work_items: int, name: str | None = None
-    ) -> None:
+    def __init__(self, method: str, conn: Any, task_name: str, work_items: int, name: str | None = None) -> None:
         super().__init__(method, name=name)
         self.conn = conn
         self.task_name = task_name
@@ -86,12 +84,8 @@ def subclass(lab: Lab) -> None:
             p.start()
         reports = {r["name"]: r for r in (reader.recv() for _ in range(3))}
     for p in workers:
-        rep.event(
-            f"{p.name} (pid {p.pid}) run() set result {reports[p.name]['result']!r}; parent sees {p.result!r}"
-        )
-    rep.event(
-        f"DataProcessor computed {reports['DataProcessor']['processed']}; parent sees {proc.processed_data!r}"
-    )
+        rep.event(f"{p.name} (pid {p.pid}) run() set result {reports[p.name]['result']!r}; parent sees {p.result!r}")
+    rep.event(f"DataProcessor computed {reports['DataProcessor']['processed']}; parent sees {proc.processed_data!r}")
     try:
         Forgetful(method).start()
         forgot = "no error"
@@ -173,9 +167,7 @@ def _guard_case(method: str, guarded: bool, timeout: float) -> dict[str, Any]:
         "timed_out": timed_out,
         "module_code_runs": len(pids),
         "worker_ran": any(line.startswith("worker ran") for line in out.splitlines()),
-        "child_exitcode": next(
-            (line.split()[-1] for line in out.splitlines() if line.startswith("exitcode")), None
-        ),
+        "child_exitcode": next((line.split()[-1] for line in out.splitlines() if line.startswith("exitcode")), None),
         "error": errors[-1] if errors else "",
     }
 
@@ -191,9 +183,7 @@ def start_methods(lab: Lab) -> None:
     rep = lab.report
     available = [m for m in ("fork", "forkserver", "spawn") if m in mp.get_all_start_methods()]
     default = mp.get_context().get_start_method()
-    rep.event(
-        f"Python {sys.version.split()[0]} on {sys.platform}: available {available}, default {default!r}"
-    )
+    rep.event(f"Python {sys.version.split()[0]} on {sys.platform}: available {available}, default {default!r}")
     costs: dict[str, dict[str, float]] = {}
     for method in available:
         ctx = mp.get_context(method)
@@ -206,9 +196,7 @@ def start_methods(lab: Lab) -> None:
         cold = timed(once, 1)[0]
         warm = timed(once, int(lab.p("repeats")))
         costs[method] = {"first_ms": round(cold * 1000, 2), "median_ms": round(median(warm) * 1000, 2)}
-        rep.event(
-            f"{method:10} start+join: first {cold * 1000:.1f} ms, then median {median(warm) * 1000:.2f} ms"
-        )
+        rep.event(f"{method:10} start+join: first {cold * 1000:.1f} ms, then median {median(warm) * 1000:.2f} ms")
     rep.measure("start_join_ms", costs)
     rep.measure("default_start_method", default)
     guard = [_guard_case(m, g, 30) for m, g in (("fork", False), ("spawn", False), ("spawn", True))]
@@ -224,16 +212,13 @@ def start_methods(lab: Lab) -> None:
     _verdicts(lab, costs, default, guard)
 
 
-def _verdicts(
-    lab: Lab, costs: dict[str, dict[str, float]], default: str, guard: list[dict[str, Any]]
-) -> None:
+def _verdicts(lab: Lab, costs: dict[str, dict[str, float]], default: str, guard: list[dict[str, Any]]) -> None:
     rep = lab.report
     spawn_bad = next(g for g in guard if g["method"] == "spawn" and not g["guard"])
     spawn_ok = next(g for g in guard if g["method"] == "spawn" and g["guard"])
     fork_ok = next((g for g in guard if g["method"] == "fork"), None)
     rep.claim(
-        "without `if __name__ == '__main__':` spawn re-imports the main module and creates processes "
-        "endlessly",
+        "without `if __name__ == '__main__':` spawn re-imports the main module and creates processes endlessly",
         "wrong" if not spawn_bad["timed_out"] and spawn_bad["module_code_runs"] <= 2 else "holds",
         f"the main module ran in {spawn_bad['module_code_runs']} processes, then the child stopped with "
         f"{spawn_bad['error'] or 'an error'} (exit {spawn_bad['child_exitcode']}): multiprocessing refuses "

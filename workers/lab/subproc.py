@@ -168,16 +168,13 @@ def _timeouts(lab: Lab) -> dict[str, Any]:
         grandchild = int(_text(exc.stdout).split()[0])
         survivor = status_of(grandchild)
         rep.event(
-            f"run(timeout={timeout}) -> TimeoutExpired; the child was killed, its child {grandchild} is "
-            f"{survivor!r}"
+            f"run(timeout={timeout}) -> TimeoutExpired; the child was killed, its child {grandchild} is {survivor!r}"
         )
         out["run_timeout"] = {"grandchild": grandchild, "grandchild_status": survivor}
         kill_and_forget(grandchild)
 
     # the chapter's Popen pattern: communicate(timeout) -> kill() -> communicate()
-    proc = subprocess.Popen(
-        [PY, "-c", SPAWNS_GRANDCHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([PY, "-c", SPAWNS_GRANDCHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:

@@ -54,9 +54,7 @@ def lock(lab: Lab) -> None:
         with contextlib.suppress(Exception):
             engine.delete(lab.settings, res["sale_id"])
         s = res["summary"]
-        out[mode] = {
-            k: s.get(k) for k in ("sold", "oversold", "final_counter", "lost_updates", "seats_sold_twice")
-        }
+        out[mode] = {k: s.get(k) for k in ("sold", "oversold", "final_counter", "lost_updates", "seats_sold_twice")}
         rep.event(f"{mode:6}: {buyers} buyer processes, {stock} tickets -> {out[mode]}")
     rep.measure("sales", out)
     bad, good = out["unsafe"], out["lock"]
@@ -71,7 +69,6 @@ def lock(lab: Lab) -> None:
     rep.claim(
         "a multiprocessing.Lock around read-modify-write sells exactly the stock (6.5.2)",
         "holds" if good["sold"] == min(stock, buyers) and not good["seats_sold_twice"] else "wrong",
-        f"{good['sold']} sold of {stock}, final count {good['final_counter']}; details: `mplab tickets "
-        f"local`",
+        f"{good['sold']} sold of {stock}, final count {good['final_counter']}; details: `mplab tickets local`",
         "6.5.2",
     )

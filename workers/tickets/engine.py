@@ -25,7 +25,7 @@ from workers.errors import ConfigError, NotFound
 from workers.redis_server import connect, read_state, redis_for
 from workers.settings import Settings, machine_facts
 from workers.tickets import network, store_redis
-from workers.tickets.store_file import BARRIER_TIMEOUT, JOIN_TIMEOUT, FileStore, run_sale
+from workers.tickets.store_file import BARRIER_TIMEOUT, JOIN_TIMEOUT, FileStore, reaped, run_sale
 
 DEFAULT_LOCAL_WINDOW = 0.1
 """Seconds between a local buyer's read and its write (the chapter's processing time)."""
@@ -92,6 +92,8 @@ def run_local(
     if mode in tickets.FILE_MODES:
         home = _sale_dir(settings, sale_id)
         store = FileStore.at(path or home / "ticket.json")
+        if path is not None and (store.path.exists() or store.ledger.exists()):
+            raise ConfigError(f"{store.path} (or its ledger) already exists; not overwriting it: pick a new --file")
         home.mkdir(parents=True, exist_ok=True)
         meta = {"stock": stock, "buyers": buyers, "mode": mode, "window": window, "path": str(store.path)}
         (home / "meta.json").write_text(json.dumps({**meta, "created": time.time()}))
@@ -129,10 +131,10 @@ def run_local_redis(
 
     Here `host-lock` is one Lock shared by all buyers, i.e. the single-node case: it sells exactly right.
     """
-    r = connect(url)
-    params = store_redis.SaleParams(sale_id, stock, mode, window, buyers, lock_timeout, BARRIER_TIMEOUT)
-    store_redis.create_sale(r, params, buyers=buyers, extra={"store": "redis", "where": "local"})
-    return run_buyers(ctx, url, r, sale_id, tickets.buyer_names(buyers))
+    with connect(url) as r:
+        params = store_redis.SaleParams(sale_id, stock, mode, window, buyers, lock_timeout, BARRIER_TIMEOUT)
+        store_redis.create_sale(r, params, buyers=buyers, extra={"store": "redis", "where": "local"})
+        return run_buyers(ctx, url, r, sale_id, tickets.buyer_names(buyers))
 
 
 def run_buyers(ctx: BaseContext, url: str, r: redis.Redis, sale_id: str, names: list[str]) -> dict[str, Any]:
@@ -147,7 +149,7 @@ def run_buyers(ctx: BaseContext, url: str, r: redis.Redis, sale_id: str, names: 
     ]
     started = time.time()
     store_redis.set_meta(r, sale_id, submitted=started)
-    with _reaped(procs):
+    with reaped(procs):
         for proc in procs:
             proc.start()
         deadline = time.monotonic() + JOIN_TIMEOUT
@@ -166,19 +168,6 @@ def local_redis_buyer(url: str, sale_id: str, name: str, barrier: Any, host_lock
         store_redis.buy(client, sale_id, name, host_lock=host_lock, align=lambda: barrier.wait(BARRIER_TIMEOUT))
     finally:
         client.close()
-
-
-@contextlib.contextmanager
-def _reaped(procs: list[Any]) -> Iterator[None]:
-    """Whatever happens, no buyer process outlives the sale."""
-    try:
-        yield
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-            with contextlib.suppress(ValueError, AssertionError):
-                proc.join()
 
 
 # -- networked sales: buyers are RQ jobs on worker nodes -------------------------------------------------
@@ -205,23 +194,24 @@ def submit(
     if party < 0:
         raise ConfigError(f"party must be >= 0 (0 = automatic), got {party}")
     settings.check_queue(queue)
-    with redis_for(settings.redis_url, settings.state_dir) as (url, description):
-        r = connect(url)
-        result = network.submit(
-            r,
-            new_sale_id(),
-            stock=stock,
-            buyers=buyers,
-            mode=mode,
-            per_job=per_job,
-            window=window,
-            lock_timeout=lock_timeout,
-            party=party,
-            queue=queue,
-        )
-        result["redis"] = description
-        if wait:
-            result.update(network.wait(r, result["sale_id"], timeout=timeout, on_progress=on_progress))
+    shared_for = None if wait else "`tickets submit` without --wait (the buyer jobs must stay for the nodes)"
+    with redis_for(settings.redis_url, settings.state_dir, shared_for=shared_for) as (url, description):
+        with connect(url) as r:
+            result = network.submit(
+                r,
+                new_sale_id(),
+                stock=stock,
+                buyers=buyers,
+                mode=mode,
+                per_job=per_job,
+                window=window,
+                lock_timeout=lock_timeout,
+                party=party,
+                queue=queue,
+            )
+            result["redis"] = description
+            if wait:
+                result.update(network.wait(r, result["sale_id"], timeout=timeout, on_progress=on_progress))
     result["machine"] = machine_facts(settings.start_method)
     return result
 

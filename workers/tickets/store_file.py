@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.context import BaseContext
 from pathlib import Path
@@ -117,6 +118,19 @@ def _read_modify_write(store: FileStore, stock: int, row: dict[str, Any], window
     store.append({**row, "time": time.time(), "saw": saw, "read": int(data["count"]), "seat": seat})
 
 
+@contextlib.contextmanager
+def reaped(procs: list[Any]) -> Iterator[None]:
+    """Whatever happens, no buyer process outlives the sale."""
+    try:
+        yield
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.kill()
+            with contextlib.suppress(ValueError, AssertionError):
+                proc.join()
+
+
 def run_sale(
     ctx: BaseContext, sale_id: str, store: FileStore, *, stock: int, buyers: int, mode: str, window: float
 ) -> dict[str, Any]:
@@ -135,24 +149,18 @@ def run_sale(
         for name in names
     ]
     started = time.perf_counter()
-    try:
+    with reaped(procs):
         for proc in procs:
             proc.start()
         deadline = time.monotonic() + JOIN_TIMEOUT
         for proc in procs:
             proc.join(max(0.0, deadline - time.monotonic()))
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-            with contextlib.suppress(ValueError, AssertionError):
-                proc.join()
     elapsed = time.perf_counter() - started
-    crashed = [p.name for p in procs if p.exitcode not in (0, None)]
+    crashed = [(p.name, p.exitcode) for p in procs if p.exitcode not in (0, None)]
     sales, failures = store.rows()
     summary = tickets.summarize(sales, failures, stock=stock, buyers=buyers, final_counter=store.count())
     if crashed and not sales and not failures:
-        raise LabError(f"all buyer processes failed (e.g. {crashed[0]} exit code {procs[0].exitcode})")
+        raise LabError(f"all buyer processes failed (e.g. {crashed[0][0]} exit code {crashed[0][1]})")
     order = {name: i for i, name in enumerate(names)}
     outcomes = sorted(sales + failures, key=lambda r: order.get(str(r["buyer"]), len(order)))
     return {
@@ -163,7 +171,7 @@ def run_sale(
         "mode": mode,
         "window_s": window,
         "elapsed_s": elapsed,
-        "crashed_buyers": crashed,
+        "crashed_buyers": [name for name, _code in crashed],
         "summary": summary,
         "outcomes": outcomes,
     }
