@@ -109,9 +109,12 @@ class BatchPool:
     def close(self) -> None:
         """Stop the Pool and reap every process (called once no slot can submit work any more).
 
-        The processes are killed first and the Pool cleans up after: Pool.terminate() waits for the
-        task queue's read lock, which a Pool process keeps forever if it was killed while waiting for
-        work (e.g. by a SIGTERM sent to the whole process group), so a lock held by the dead is freed.
+        The processes are killed and reaped first; then the Pool's own clean-up runs, bounded in time.
+        It can hang in two known ways: Pool.terminate() waits for the task queue's read lock, which a
+        Pool process keeps forever if it was killed while waiting for work (a SIGTERM to the whole
+        process group), so a lock held by the dead is freed first; and its task thread waits for a
+        sentinel that never comes if the thread re-forking workers died (e.g. its fork server was
+        killed). Its threads are daemonic, so a clean-up still stuck after a few seconds is abandoned.
         """
         for proc in list(self.pool._pool):  # type: ignore[attr-defined]
             proc.kill()
@@ -119,6 +122,10 @@ class BatchPool:
         rlock = self.pool._inqueue._rlock  # type: ignore[attr-defined]
         rlock.acquire(block=False)  # free or held by a dead process: either way, release it
         rlock.release()
-        self.pool.terminate()
-        self.pool.join()
+        cleanup = threading.Thread(target=self.pool.terminate, daemon=True, name="pool-terminate")
+        cleanup.start()
+        cleanup.join(timeout=5)
+        for proc in list(self.pool._pool):  # type: ignore[attr-defined]
+            proc.kill()  # any the Pool re-forked meanwhile
+            proc.join()
         self.progress.close()

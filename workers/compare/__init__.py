@@ -37,6 +37,7 @@ class Plan:
     k_sweep: tuple[int, tuple[int, ...], int] = (30_000, (1, 4, 16, 64), 128)  # (n, Ks, tasks)
     ipc_rounds: int = 2000
     reference_repeats: int = 3  # the 8 x ~64 ms size the targets are judged on: median of 3
+    trivial_repeats: int = 3  # RQ per-task vs stock SimpleWorkers, interleaved: median of 3
     tickets: bool = True
 
     @staticmethod
@@ -48,13 +49,14 @@ class Plan:
                     "local": 2000,
                     "process": 64,
                     "subprocess": 8,
-                    "rq": 500,
+                    "rq": 300,
                     "rq_batched": 20_000,
                     "stock_forking": 60,
-                    "stock_simple": 500,
                 },
                 k_sweep=(30_000, (1, 16), 64),
                 ipc_rounds=500,
+                reference_repeats=1,
+                trivial_repeats=1,
             )
         return Plan(
             sizes=((3_000, 64), (30_000, 64), (300_000, 32), (REFERENCE_SIZE, 8), (6_000_000, 4)),
@@ -62,10 +64,9 @@ class Plan:
                 "local": 10_000,
                 "process": 200,
                 "subprocess": 24,
-                "rq": 1000,
+                "rq": 500,
                 "rq_batched": 50_000,
-                "stock_forking": 200,
-                "stock_simple": 1000,
+                "stock_forking": 150,
             },
         )
 
@@ -90,7 +91,7 @@ Progress = Callable[[str, int], None]  # (what is running now, steps in total)
 def steps(plan: Plan) -> int:
     per_size = 7  # serial, process, pool x2, subprocess, rq per-task, rq batched
     sale = tickets.STEPS if plan.tickets else 0
-    return len(plan.sizes) * per_size + 9 + 2 + len(plan.k_sweep[1]) + 2 + sale
+    return len(plan.sizes) * per_size + 10 + 2 + len(plan.k_sweep[1]) + 2 + sale
 
 
 @contextlib.contextmanager
@@ -128,7 +129,10 @@ def _run(
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
 
+    marks: list[tuple[str, float]] = []
+
     def step(label: str) -> None:
+        marks.append((label, time.perf_counter()))
         progress(label, total)
 
     def measure(workload: str, size: int, mode: str, fn: Callable[[], Run], serial_run: Run, repeats: int = 1) -> None:
@@ -181,6 +185,8 @@ def _run(
     result["batch_k"] = report.batch_k(rows)
     result["targets"] = report.targets(result)
     header["duration_s"] = round(time.perf_counter() - started, 2)
+    ends = [t for _, t in marks[1:]] + [time.perf_counter()]
+    result["step_seconds"] = {label: round(end - t, 3) for (label, t), end in zip(marks, ends, strict=True)}
     return result
 
 
@@ -243,23 +249,24 @@ def _trivial(measure: Any, ctx: Any, pool: Any, plan: Plan, cores: int, client: 
         lambda: local.subprocess_per_task(TRIVIAL, items(n), cores),
         base(n),
     )
+    # mplab's node vs stock SimpleWorkers on the same trivial jobs, interleaved (ABAB...) so that drift
+    # on a shared machine hits both alike; the median of each is reported
     n = counts["rq"]
-    measure(
-        "trivial",
-        0,
-        "rq per-task",
-        lambda: remote.rq_jobs(client, queue, TRIVIAL, items(n), 1, slots),
-        base(n),
-    )
+    ours: list[Run] = []
+    stock: list[Run] = []
+    step("trivial: rq per-task and 2 stock SimpleWorkers, interleaved")
+    for _ in range(plan.trivial_repeats):
+        ours.append(remote.rq_jobs(client, queue, TRIVIAL, items(n), 1, slots))
+        stock.append(remote.stock_reference(client, url, n, 2, "rq.worker.SimpleWorker"))
+    measure("trivial", 0, "rq per-task", lambda: local.median_run(ours), base(n))
     n, k = counts["rq_batched"], math.ceil(counts["rq_batched"] / slots)
     measure("trivial", 0, "rq batched",
             lambda: remote.rq_jobs(client, queue, TRIVIAL, items(n), k, slots), base(n))  # fmt: skip
     n = counts["stock_forking"]
     measure("trivial", 0, "reference: 2 stock rq workers (forking)",
             lambda: remote.stock_reference(client, url, n, 2, None), base(n))  # fmt: skip
-    n = counts["stock_simple"]
-    measure("trivial", 0, "reference: 2 stock SimpleWorkers",
-            lambda: remote.stock_reference(client, url, n, 2, "rq.worker.SimpleWorker"), base(n))  # fmt: skip
+    n = counts["rq"]
+    measure("trivial", 0, "reference: 2 stock SimpleWorkers", lambda: local.median_run(stock), base(n))
 
 
 def _tickets(settings: Settings, url: str, opts: Options, step: Callable[[str], None]) -> list[dict[str, Any]]:

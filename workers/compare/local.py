@@ -35,11 +35,16 @@ def task_fn(task: str) -> Callable[..., Any]:
 
 def median_of(fn: Callable[[], Run], repeats: int) -> Run:
     """Run `fn` `repeats` times; the run with the median wall time, with every wall time recorded."""
-    runs = sorted((fn() for _ in range(max(1, repeats))), key=lambda run: run.wall_s)
-    chosen = runs[len(runs) // 2]
-    if repeats > 1:
-        chosen.extra["repeats"] = repeats
-        chosen.extra["walls_s"] = [round(run.wall_s, 4) for run in runs]
+    return median_run([fn() for _ in range(max(1, repeats))])
+
+
+def median_run(runs: list[Run]) -> Run:
+    """The run with the median wall time, recording all of them."""
+    ordered = sorted(runs, key=lambda run: run.wall_s)
+    chosen = ordered[len(ordered) // 2]
+    if len(runs) > 1:
+        chosen.extra["repeats"] = len(runs)
+        chosen.extra["walls_s"] = [round(run.wall_s, 4) for run in ordered]
     return chosen
 
 

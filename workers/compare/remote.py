@@ -227,6 +227,7 @@ def stock_reference(client: redis.Redis, url: str, count: int, workers: int, wor
     q = Queue(queue, connection=client, serializer=JSONSerializer)
     fn = registry.resolve("tasks.cpu.trivial")
     with client.pipeline() as pipe:
+        # a private queue; the jobs expire with their results (result_ttl)
         jobs = q.enqueue_many([Queue.prepare_data(fn, args=(i,), result_ttl=600) for i in range(count)], pipeline=pipe)
         pipe.execute()
     t0 = time.perf_counter()
@@ -234,8 +235,5 @@ def stock_reference(client: redis.Redis, url: str, count: int, workers: int, wor
         _wait(client, q, 0, [j.id for j in jobs], timeout=300)
     wall = time.perf_counter() - t0
     results, timing = _fetch(client, [j.id for j in jobs])
-    for reg in (q.finished_job_registry, q.failed_job_registry):
-        for job_id in reg.get_job_ids():
-            reg.remove(job_id, delete_job=True)
     label = "forking Worker" if worker_class is None else worker_class.rsplit(".", 1)[-1]
     return Run(wall, [r["value"] for r in results], workers, {"worker": label, "jobs": count, **timing})
