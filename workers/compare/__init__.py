@@ -36,7 +36,7 @@ class Plan:
     trivial: dict[str, int] = field(default_factory=dict)  # mode -> tasks
     k_sweep: tuple[int, tuple[int, ...], int] = (30_000, (1, 4, 16, 64), 128)  # (n, Ks, tasks)
     ipc_rounds: int = 2000
-    reference_repeats: int = 3  # the 8 x ~64 ms size the targets are judged on: median of 3
+    reference_repeats: int = 5  # the 8 x ~64 ms size the targets are judged on: median of 5 rounds
     trivial_repeats: int = 3  # RQ per-task vs stock SimpleWorkers, interleaved: median of 3
     tickets: bool = True
 
@@ -90,8 +90,9 @@ Progress = Callable[[str, int], None]  # (what is running now, steps in total)
 
 def steps(plan: Plan) -> int:
     per_size = 7  # serial, process, pool x2, subprocess, rq per-task, rq batched
+    rounds = sum(plan.reference_repeats if size == REFERENCE_SIZE else 1 for size, _ in plan.sizes)
     sale = tickets.STEPS if plan.tickets else 0
-    return len(plan.sizes) * per_size + 10 + 2 + len(plan.k_sweep[1]) + 2 + sale
+    return rounds * per_size + 10 + 2 + len(plan.k_sweep[1]) + 2 + sale
 
 
 @contextlib.contextmanager
@@ -135,12 +136,14 @@ def _run(
         marks.append((label, time.perf_counter()))
         progress(label, total)
 
-    def measure(workload: str, size: int, mode: str, fn: Callable[[], Run], serial_run: Run, repeats: int = 1) -> None:
-        step(f"{workload} n={size}: {mode}")
-        result = local.median_of(fn, repeats)
+    def record(workload: str, size: int, mode: str, result: Run, serial_run: Run) -> None:
         report.check(mode, f"{workload} n={size}", result, serial_run.values)
         task_ms = serial_run.wall_s / max(1, len(serial_run.values)) * 1000
         rows.append(report.row(workload, size, task_ms, mode, result, serial_run.wall_s, cores))
+
+    def measure(workload: str, size: int, mode: str, fn: Callable[[], Run], serial_run: Run) -> None:
+        step(f"{workload} n={size}: {mode}")
+        record(workload, size, mode, fn(), serial_run)
 
     pool, pool_startup = local.start_pool(ctx, cores)
     header["pool_startup_ms"] = round(pool_startup * 1000, 2)
@@ -154,10 +157,17 @@ def _run(
         for size, count in plan.sizes:
             items = [[size]] * count
             reps = plan.reference_repeats if size == REFERENCE_SIZE else 1
-            step(f"cpu n={size}: serial")
-            base = local.median_of(functools.partial(local.serial, CPU, items), reps)
+            modes: list[tuple[str, Callable[[], Run]]] = [("serial", functools.partial(local.serial, CPU, items))]
+            modes += _cpu_modes(ctx, pool, items, cores, client, opts.queue, slots)
+            runs: dict[str, list[Run]] = {mode: [] for mode, _ in modes}
+            for round_ in range(reps):  # rounds interleave the modes, so drift hits every mode alike
+                for mode, fn in modes:
+                    step(f"cpu n={size}: {mode}" + (f" (round {round_ + 1} of {reps})" if reps > 1 else ""))
+                    runs[mode].append(fn())
+            base = local.median_run(runs["serial"])
             rows.append(report.row("cpu", size, base.wall_s / count * 1000, "serial", base, base.wall_s, cores))
-            _parallel_modes(measure, ctx, pool, "cpu", size, items, base, cores, client, opts.queue, slots, reps)
+            for mode, _ in modes[1:]:
+                record("cpu", size, mode, local.median_run(runs[mode]), base)
         _trivial(measure, ctx, pool, plan, cores, client, url, opts.queue, slots, step)
         n, ks, count = plan.k_sweep
         items = [[n]] * count
@@ -190,20 +200,18 @@ def _run(
     return result
 
 
-def _parallel_modes(measure: Any, ctx: Any, pool: Any, workload: str, size: int, items: list[list[Any]], base: Run,
-                    cores: int, client: redis.Redis, queue: str, slots: int, reps: int) -> None:  # fmt: skip
-    task = TRIVIAL if workload == "trivial" else CPU
+def _cpu_modes(ctx: Any, pool: Any, items: list[list[Any]], cores: int, client: redis.Redis, queue: str,
+               slots: int) -> list[tuple[str, Callable[[], Run]]]:  # fmt: skip
+    """Every parallel mode on the CPU task, as calls to make."""
     k = math.ceil(len(items) / slots)
-    modes: list[tuple[str, Callable[[], Run]]] = [
-        ("process per task", lambda: local.process_per_task(ctx, task, items, cores)),
-        ("pool chunksize=1", lambda: local.pool_map(pool, task, items, cores, 1)),
-        ("pool auto", lambda: local.pool_map(pool, task, items, cores, None)),
-        ("subprocess per task", lambda: local.subprocess_per_task(task, items, cores)),
-        ("rq per-task", lambda: remote.rq_jobs(client, queue, task, items, 1, slots)),
-        ("rq batched", lambda: remote.rq_jobs(client, queue, task, items, k, slots)),
+    return [
+        ("process per task", lambda: local.process_per_task(ctx, CPU, items, cores)),
+        ("pool chunksize=1", lambda: local.pool_map(pool, CPU, items, cores, 1)),
+        ("pool auto", lambda: local.pool_map(pool, CPU, items, cores, None)),
+        ("subprocess per task", lambda: local.subprocess_per_task(CPU, items, cores)),
+        ("rq per-task", lambda: remote.rq_jobs(client, queue, CPU, items, 1, slots)),
+        ("rq batched", lambda: remote.rq_jobs(client, queue, CPU, items, k, slots)),
     ]
-    for mode, fn in modes:
-        measure(workload, size, mode, fn, base, reps)
 
 
 def _trivial(measure: Any, ctx: Any, pool: Any, plan: Plan, cores: int, client: redis.Redis, url: str, queue: str,

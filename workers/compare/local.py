@@ -33,11 +33,6 @@ def task_fn(task: str) -> Callable[..., Any]:
     return functools.partial(registry.call_raw, task)
 
 
-def median_of(fn: Callable[[], Run], repeats: int) -> Run:
-    """Run `fn` `repeats` times; the run with the median wall time, with every wall time recorded."""
-    return median_run([fn() for _ in range(max(1, repeats))])
-
-
 def median_run(runs: list[Run]) -> Run:
     """The run with the median wall time, recording all of them."""
     ordered = sorted(runs, key=lambda run: run.wall_s)

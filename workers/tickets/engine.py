@@ -25,7 +25,7 @@ from workers.errors import ConfigError, NotFound
 from workers.redis_server import connect, read_state, redis_for
 from workers.settings import Settings, machine_facts
 from workers.tickets import network, store_redis
-from workers.tickets.store_file import BARRIER_TIMEOUT, JOIN_TIMEOUT, FileStore, reaped, run_sale
+from workers.tickets.store_file import BARRIER_TIMEOUT, FileStore, run_all, run_sale
 
 DEFAULT_LOCAL_WINDOW = 0.1
 """Seconds between a local buyer's read and its write (the chapter's processing time)."""
@@ -149,12 +149,7 @@ def run_buyers(ctx: BaseContext, url: str, r: redis.Redis, sale_id: str, names: 
     ]
     started = time.time()
     store_redis.set_meta(r, sale_id, submitted=started)
-    with reaped(procs):
-        for proc in procs:
-            proc.start()
-        deadline = time.monotonic() + JOIN_TIMEOUT
-        for proc in procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
+    run_all(procs)
     result = network.report(r, sale_id)
     result["crashed_buyers"] = [p.name for p in procs if p.exitcode not in (0, None)]
     result["elapsed_s"] = time.time() - started

@@ -131,6 +131,16 @@ def reaped(procs: list[Any]) -> Iterator[None]:
                 proc.join()
 
 
+def run_all(procs: list[Any]) -> None:
+    """Start every buyer, give them JOIN_TIMEOUT together, and leave none behind."""
+    with reaped(procs):
+        for proc in procs:
+            proc.start()
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        for proc in procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+
+
 def run_sale(
     ctx: BaseContext, sale_id: str, store: FileStore, *, stock: int, buyers: int, mode: str, window: float
 ) -> dict[str, Any]:
@@ -149,12 +159,7 @@ def run_sale(
         for name in names
     ]
     started = time.perf_counter()
-    with reaped(procs):
-        for proc in procs:
-            proc.start()
-        deadline = time.monotonic() + JOIN_TIMEOUT
-        for proc in procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
+    run_all(procs)
     elapsed = time.perf_counter() - started
     crashed = [(p.name, p.exitcode) for p in procs if p.exitcode not in (0, None)]
     sales, failures = store.rows()
