@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import time
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from tests.conftest import mplab_cmd
 from workers.compare import report
 from workers.compare.local import Run
 from workers.errors import ResultMismatch
@@ -86,3 +92,28 @@ def test_nodes_zero_without_running_nodes_is_a_clear_error(redis_url):
     result = runner.invoke(app, ["--redis-url", redis_url, "compare", "--quick", "--nodes", "0"])
     assert result.exit_code == 2, result.output
     assert "--nodes 0 needs running worker nodes" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_ctrl_c_leaves_nothing_running():
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) mid-run: every process it started ends."""
+    proc = subprocess.Popen(
+        mplab_cmd("compare", "--quick"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    me = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 60
+    started: list[psutil.Process] = []
+    while time.monotonic() < deadline:  # until its nodes, Pool and Redis are all up
+        started = me.children(recursive=True)
+        if sum("worker" in " ".join(p.cmdline()) for p in started if p.is_running()) >= 2:
+            break
+        time.sleep(0.2)
+    assert any(p.name().startswith("redis-server") for p in started), started
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    _, alive = psutil.wait_procs(started, timeout=20)
+    assert not alive, alive
+    assert "Traceback" not in proc.stderr.read().decode()
+    proc.stderr.close()
