@@ -79,7 +79,7 @@ class Node:
         key = node_key(self.name)
         if not self.client.hsetnx(key, "claimed_by", f"{socket.gethostname()}:{os.getpid()}"):
             raise ConfigError(f"a node named {self.name!r} is already running against this Redis")
-        self.client.expire(key, defaults.HEARTBEAT_TTL)
+        self.client.expire(key, 60)  # until the first heartbeat (start-up can take seconds with spawn)
         for i in range(self.settings.pool_size):  # leftovers of a killed node with this name
             key = worker_key(self._slot_name(i))
             if self.client.exists(key):
