@@ -117,15 +117,12 @@ class Nodes:
         return proc
 
     def wait_ready(self, name: str, pool: int, timeout: float = 30) -> None:
-        client = redis.Redis.from_url(self.url)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if (
-                client.exists(f"mplab:node:{name}")
-                and client.hget(f"mplab:node:{name}", "slots_total") == str(pool).encode()
-            ):
-                return
-            time.sleep(0.05)
+        with redis.Redis.from_url(self.url) as client:
+            while time.monotonic() < deadline:
+                if client.hget(f"mplab:node:{name}", "slots_total") == str(pool).encode():
+                    return
+                time.sleep(0.05)
         raise AssertionError(f"node {name} not ready: {self.log(name)}")
 
     def log(self, name: str) -> str:
