@@ -15,7 +15,7 @@ from workers.errors import ConfigError
 from workers.redis_server import connect, redis_for
 from workers.settings import machine_facts
 from workers.tickets import bench as bench_mod
-from workers.tickets import engine, network
+from workers.tickets import engine, manage, network
 
 app = new_app("The chapter's ticket sale (6.5): oversell without a lock, and which locks still hold across hosts.")
 
@@ -68,7 +68,12 @@ def submit(
     window: Annotated[float, typer.Option(help="Race window: seconds between a buyer's GET and SET.")] = (
         network.DEFAULT_WINDOW
     ),
-    party: Annotated[int, typer.Option(help="Buyers the start barrier waits for; 0 = all live node slots.")] = 0,
+    party: Annotated[
+        int,
+        typer.Option(
+            help="Buyers the start barrier waits for (at most --buyers); 0 = the slots of live nodes serving --queue."
+        ),
+    ] = 0,
     queue: Annotated[str, typer.Option(help="Queue to enqueue the buyer jobs on.")] = "default",
     lock_timeout: LockTimeoutOpt = engine.DEFAULT_LOCK_TIMEOUT,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the sale to the end and report it.")] = False,
@@ -115,7 +120,10 @@ def submit(
         f"live nodes: {', '.join(f'{n} ({s} slots)' for n, s in nodes.items()) or 'none'}"
     )
     if not nodes:
-        err_console.print("[yellow]no live worker node on this Redis: the jobs wait until one starts[/yellow]")
+        err_console.print(
+            f"[yellow]no live worker node serves queue {result['queue']!r} on this Redis: "
+            "the jobs wait until one starts[/yellow]"
+        )
     if wait:
         render_summary(result)
         states = result.get("job_states", {})
@@ -134,7 +142,7 @@ def report(
     json_out: JsonOpt = False,
 ) -> None:
     """Re-read a sale's ledger and count its outcome."""
-    result = engine.report(settings_of(ctx), sale_id)
+    result = manage.report(settings_of(ctx), sale_id)
     if json_out:
         print_json(result)
         return
@@ -146,14 +154,14 @@ def report(
 @app.command()
 def reset(ctx: typer.Context, sale_id: Annotated[str, typer.Argument()], json_out: JsonOpt = False) -> None:
     """Put a sale's stock back and empty its ledger (same id, same parameters)."""
-    result = engine.reset(settings_of(ctx), sale_id)
+    result = manage.reset(settings_of(ctx), sale_id)
     print_json(result) if json_out else console.print(f"sale {sale_id}: reset to {result['stock']} tickets")
 
 
 @app.command()
 def delete(ctx: typer.Context, sale_id: Annotated[str, typer.Argument()], json_out: JsonOpt = False) -> None:
     """Delete a sale: its ledger and counter (Redis keys or files)."""
-    engine.delete(settings_of(ctx), sale_id)
+    manage.delete(settings_of(ctx), sale_id)
     print_json({"sale_id": sale_id, "deleted": True}) if json_out else console.print(f"sale {sale_id}: deleted")
 
 

@@ -3,23 +3,25 @@
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
-from cli import main
-from cli import tickets as tickets_cli
+from cli.main import app
+from tests.conftest import mplab_cmd
+from workers.errors import ConfigError, NotFound
 from workers.settings import Settings
-from workers.tickets import engine
+from workers.tickets import engine, manage, store_file
+from workers.tickets.store_file import FileStore
 
 runner = CliRunner()
-
-
-def root_app():
-    """The `mplab` app with the tickets sub-app (registered here if the lead has not yet)."""
-    if "tickets" not in {group.name for group in main.app.registered_groups}:
-        main.app.add_typer(tickets_cli.app, name="tickets")
-    return main.app
 
 
 @pytest.fixture
@@ -33,8 +35,8 @@ def test_unsafe_sells_seven_of_five_tickets_on_every_run(settings, trial):
     s = result["summary"]
     assert s["sold"] == 7  # counted from 7 ledger rows, not inferred
     assert s["oversold"] == 2
-    assert s["final_counter"] == 4  # every buyer read 5 and wrote 4
-    assert s["seats_sold_twice_detail"] == {"1": 7}
+    assert s["seats_sold_twice"] >= 1  # 7 sales, at most 5 seats
+    assert s["lost_updates"] > 0  # the counter dropped by less than the ledger sold
     assert s["failed_buyers"] == 0 and s["missing_buyers"] == 0
     assert len(s["sold_per_pid"]) == 7  # seven real processes
     assert result["crashed_buyers"] == []
@@ -62,27 +64,24 @@ def test_the_ticket_file_path_is_configurable_and_holds_the_chapters_format(sett
 
 def test_report_reset_delete_of_a_file_sale(settings):
     sale = engine.run_local(settings, stock=2, buyers=3, mode="lock", window=0.0)
-    again = engine.report(settings, sale["sale_id"])
+    again = manage.report(settings, sale["sale_id"])
     assert again["summary"]["sold"] == 2 and again["summary"]["failed_buyers"] == 1
-    engine.reset(settings, sale["sale_id"])
-    after = engine.report(settings, sale["sale_id"])
+    manage.reset(settings, sale["sale_id"])
+    after = manage.report(settings, sale["sale_id"])
     assert after["summary"]["sold"] == 0 and after["summary"]["final_counter"] == 2
-    engine.delete(settings, sale["sale_id"])
-    from workers.errors import NotFound
-
+    manage.delete(settings, sale["sale_id"])
     with pytest.raises(NotFound):
-        engine.report(settings, sale["sale_id"])
+        manage.report(settings, sale["sale_id"])
 
 
 def test_cli_local_prints_buyers_and_summary(tmp_path):
-    result = runner.invoke(root_app(), ["--state-dir", str(tmp_path), "tickets", "local", "--mode", "unsafe"])
+    result = runner.invoke(app, ["--state-dir", str(tmp_path), "tickets", "local", "--mode", "unsafe"])
     assert result.exit_code == 0, result.output
     for name in ("Alice", "Grace", "oversold", "seats sold twice", "7 sold of 5"):
         assert name in result.stdout
 
 
 def test_cli_local_json_then_report_json(tmp_path):
-    app = root_app()
     result = runner.invoke(app, ["--state-dir", str(tmp_path), "tickets", "local", "--mode", "lock", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -99,6 +98,8 @@ def test_cli_local_json_then_report_json(tmp_path):
         (["local", "--mode", "unsafe", "--buyers", "0"], 2, "buyers must be >= 1"),
         (["local", "--mode", "yolo"], 2, "unknown mode 'yolo'"),
         (["local", "--mode", "unsafe", "--window", "-1"], 2, "window must be >= 0"),
+        (["local", "--mode", "unsafe", "--buyers", "1001"], 2, "at most 1000 buyers"),
+        (["local", "--mode", "redis-lock", "--window", "1.5"], 2, "lock timeout (1.0 s) must exceed"),
         (["submit", "--mode", "atomic", "--per-job", "0"], 2, "per-job must be >= 1"),
         (["submit", "--mode", "atomic", "--buyers", "0"], 2, "buyers must be >= 1"),
         (["submit", "--mode", "atomic", "--stock", "-5"], 2, "stock must be >= 0"),
@@ -109,9 +110,141 @@ def test_cli_local_json_then_report_json(tmp_path):
     ],
 )
 def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, args, code, message):
-    result = runner.invoke(root_app(), ["--state-dir", str(tmp_path), "tickets", *args])
+    result = runner.invoke(app, ["--state-dir", str(tmp_path), "tickets", *args])
     assert result.exit_code == code, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.output
+
+
+def test_a_long_window_is_valid_for_modes_without_a_redis_lock(tmp_path):
+    result = runner.invoke(
+        app, ["--state-dir", str(tmp_path), "tickets", "local", "--mode", "unsafe", "--window", "1.5", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["summary"]["sold"] == 7
+
+
+def test_a_relative_file_names_the_same_file_for_reset_and_delete_from_another_directory(
+    settings, tmp_path, monkeypatch
+):
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    monkeypatch.chdir(a)
+    sale = engine.run_local(settings, stock=2, buyers=3, mode="lock", window=0.0, path=Path("ticket.json"))
+    sale_id = sale["sale_id"]
+    assert Path(sale["path"]) == (a / "ticket.json").resolve()
+
+    monkeypatch.chdir(b)  # b has its own ticket.json and ledger, which are none of the sale's business
+    (b / "ticket.json").write_text('{"count": 99}')
+    (b / "ticket.json.ledger.jsonl").write_text("someone else's rows\n")
+    assert manage.report(settings, sale_id)["summary"]["sold"] == 2
+    manage.reset(settings, sale_id)
+    assert json.loads((a / "ticket.json").read_text()) == {"count": 2}
+    assert manage.report(settings, sale_id)["summary"]["sold"] == 0
+    manage.delete(settings, sale_id)
+    assert not (a / "ticket.json").exists() and not (a / "ticket.json.ledger.jsonl").exists()
+    assert (b / "ticket.json").read_text() == '{"count": 99}'
+    assert (b / "ticket.json.ledger.jsonl").read_text() == "someone else's rows\n"
+
+
+@pytest.mark.parametrize(
+    "replace, message",
+    [
+        ("ticket", 'no longer holds a {"count": ...} ticket file'),
+        ("ledger", "is not this sale's ledger"),
+    ],
+)
+def test_reset_and_delete_refuse_files_that_are_no_longer_the_sales(settings, tmp_path, replace, message):
+    path = tmp_path / "ticket.json"
+    sale = engine.run_local(settings, stock=2, buyers=2, mode="lock", window=0.0, path=path)
+    target = path if replace == "ticket" else FileStore.at(path).ledger
+    target.write_text("my notes, not a ticket sale\n")
+    before = {p: p.read_text() for p in (path, FileStore.at(path).ledger)}
+    for op in ("reset", "delete"):
+        result = runner.invoke(app, ["--state-dir", str(settings.state_dir), "tickets", op, sale["sale_id"]])
+        assert result.exit_code == 2, result.output
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and message in lines[0], result.stderr
+        with pytest.raises(ConfigError):
+            getattr(manage, op)(settings, sale["sale_id"])
+    assert {p: p.read_text() for p in before} == before
+
+
+def test_a_ticket_file_that_cannot_be_created_leaves_no_sale_behind(settings, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where a directory would have to be")
+    with pytest.raises(ConfigError, match="cannot create"):
+        engine.run_local(settings, stock=2, buyers=2, mode="lock", window=0.0, path=blocker / "ticket.json")
+    assert list((settings.state_dir / "sales").glob("*")) == []
+    assert blocker.read_text() == "a file where a directory would have to be"
+
+
+@pytest.mark.parametrize("trouble", ["broken start barrier", "ticket.json is not JSON"])
+def test_a_failing_buyer_records_why_and_exits_1_without_a_traceback(tmp_path, capfd, trouble):
+    ctx = mp.get_context("fork")
+    store = FileStore.at(tmp_path / "ticket.json")
+    store.create(5)
+    barrier = ctx.Barrier(1)
+    if trouble == "broken start barrier":
+        barrier = ctx.Barrier(2)
+        barrier.abort()
+        reason = "BrokenBarrierError"
+    else:
+        store.path.write_text("{not json")
+        reason = "JSONDecodeError"
+    args = (str(store.path), "s-fail", 5, "Alice", "unsafe", 0.0, barrier, ctx.Lock())
+    proc = ctx.Process(target=store_file.buyer, args=args)
+    proc.start()
+    proc.join(60)
+    assert proc.exitcode == 1
+    sales, failures = store.rows()
+    assert sales == [] and [(row["buyer"], row["reason"]) for row in failures] == [("Alice", reason)]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def _buyers_of(proc: psutil.Process) -> list[psutil.Process]:
+    found = []
+    for child in proc.children():
+        try:
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_local_sale_ends_every_buyer_without_a_traceback(tmp_path):
+    """SIGINT to the whole process group (as a terminal sends it): the parent reaps its buyers, which ignore it."""
+    state = tmp_path / "state"
+    proc = subprocess.Popen(
+        mplab_cmd("--state-dir", str(state), "tickets", "local", "--mode", "unsafe", "--window", "60"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        me = psutil.Process(proc.pid)
+        deadline = time.monotonic() + 60
+        while len(buyers := _buyers_of(me)) < 7:
+            assert time.monotonic() < deadline and proc.poll() is None, "the buyers never started"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    _, alive = psutil.wait_procs(buyers, timeout=20)
+    assert not alive, alive
+    assert proc.stderr is not None
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+    (ledger,) = state.glob("sales/*/ticket.json.ledger.jsonl")
+    rows = [json.loads(line) for line in ledger.read_text().splitlines()]
+    assert all(row.get("reason") != "KeyboardInterrupt" for row in rows)

@@ -10,7 +10,7 @@ from typing import Any
 from tasks import tickets
 from workers.errors import LabError
 from workers.settings import Settings
-from workers.tickets import engine, network
+from workers.tickets import engine, manage, network
 
 
 def _row(mode: str, where: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +46,7 @@ def measure(settings: Settings, url: str, queue: str, quick: bool, step: Callabl
             result = run()
             rows.append(_row(mode, where, result))
             with contextlib.suppress(LabError):
-                engine.delete(on_url, result["sale_id"])
+                manage.delete(on_url, result["sale_id"])
     return rows
 
 

@@ -9,6 +9,7 @@ is the median over the repetitions.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import threading
@@ -19,7 +20,8 @@ from typing import Any
 import redis
 
 from tasks import tickets
-from workers.tickets import store_redis
+from workers.errors import ResultMismatch
+from workers.tickets import buying, store_redis
 
 MODES: tuple[str, ...] = ("ping", "getset", "naive", "host-lock", "redis-lock", "atomic", "watch")
 """Measured paths: `ping` is the one-round-trip ceiling of this client and machine; `getset` is the bare
@@ -47,38 +49,57 @@ def _attempt_fn(r: redis.Redis, mode: str, sale_id: str, stock: int) -> Callable
         return getset
     if mode == "host-lock":
         lock = threading.Lock()  # uncontended: what one client pays for taking a host lock
-        naive = store_redis.ATTEMPTS["naive"]
+        naive = buying.ATTEMPTS["naive"]
 
         def locked() -> object:
             with lock:
                 return naive(r, k, params, row)
 
         return locked
-    attempt = store_redis.ATTEMPTS[mode]
+    attempt = buying.ATTEMPTS[mode]
     return lambda: attempt(r, k, params, row)
+
+
+def _discard(r: redis.Redis, sale_ids: list[str]) -> None:
+    """Remove the bench's sales (those already gone are fine)."""
+    if not sale_ids:
+        return
+    pipe = r.pipeline(transaction=True)
+    for sale_id in sale_ids:
+        pipe.delete(*store_redis.SaleKeys(sale_id).all())
+    pipe.srem(store_redis.SALES_SET, *sale_ids)
+    pipe.execute()
 
 
 def run(r: redis.Redis, *, attempts: int = 3000, repeats: int = 3) -> dict[str, Any]:
     """Median attempts/s per mode over `repeats` rounds, and ratios to the GET/SET and naive paths."""
     runs: dict[str, list[float]] = {mode: [] for mode in MODES}
-    for rep in range(repeats):
-        ids = {mode: f"bench-{os.getpid()}-{rep}-{mode}" for mode in MODES}
-        fns = {mode: _attempt_fn(r, mode, ids[mode], attempts) for mode in MODES}
-        spent = dict.fromkeys(MODES, 0.0)
-        for start in range(0, attempts, BLOCK):
-            n = min(BLOCK, attempts - start)
+    created: list[str] = []
+    try:
+        for rep in range(repeats):
+            ids = {mode: f"bench-{os.getpid()}-{rep}-{mode}" for mode in MODES}
+            created.extend(ids.values())
+            fns = {mode: _attempt_fn(r, mode, ids[mode], attempts) for mode in MODES}
+            spent = dict.fromkeys(MODES, 0.0)
+            for start in range(0, attempts, BLOCK):
+                n = min(BLOCK, attempts - start)
+                for mode in MODES:
+                    fn = fns[mode]
+                    t0 = time.perf_counter()
+                    for _ in range(n):
+                        fn()
+                    spent[mode] += time.perf_counter() - t0
             for mode in MODES:
-                fn = fns[mode]
-                t0 = time.perf_counter()
-                for _ in range(n):
-                    fn()
-                spent[mode] += time.perf_counter() - t0
-        for mode in MODES:
-            left = store_redis.counter(r, ids[mode])
-            if left != 0:
-                raise RuntimeError(f"bench {mode}: {left} of {attempts} tickets left, expected every attempt to sell")
-            store_redis.delete_sale(r, ids[mode])
-            runs[mode].append(attempts / spent[mode])
+                left = store_redis.counter(r, ids[mode])
+                if left != 0:
+                    raise ResultMismatch(
+                        f"bench {mode}: {left} of {attempts} tickets left, expected every attempt to sell"
+                    )
+                runs[mode].append(attempts / spent[mode])
+            _discard(r, list(ids.values()))  # each round's ledgers go as soon as it is counted
+    finally:  # interrupted or failed too: no bench-* sale stays behind
+        with contextlib.suppress(redis.RedisError):
+            _discard(r, created)
     medians = {mode: statistics.median(values) for mode, values in runs.items()}
     return {
         "attempts": attempts,

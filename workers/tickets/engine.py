@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,13 @@ from typing import Any
 import redis
 
 from tasks import tickets
-from workers.errors import ConfigError, NotFound
-from workers.redis_server import connect, read_state, redis_for
+from workers import nodectx
+from workers.errors import ConfigError
+from workers.redis_server import connect, redis_for
 from workers.settings import Settings, machine_facts
-from workers.tickets import network, store_redis
-from workers.tickets.store_file import BARRIER_TIMEOUT, FileStore, run_all, run_sale
+from workers.tickets import buying, network, store_redis
+from workers.tickets.manage import sale_dir
+from workers.tickets.store_file import BARRIER_TIMEOUT, FileStore, exit_quietly, run_all, run_sale
 
 DEFAULT_LOCAL_WINDOW = 0.1
 """Seconds between a local buyer's read and its write (the chapter's processing time)."""
@@ -33,7 +34,16 @@ DEFAULT_LOCAL_WINDOW = 0.1
 DEFAULT_LOCK_TIMEOUT = 1.0
 """Seconds a redis-lock holder may keep the lock before Redis expires it (a dead holder's lock frees)."""
 
-_SALE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+LOCAL_MAX_BUYERS = 1000
+"""Most buyer processes a local sale starts. Every buyer is a whole process (and costs the parent two
+pipe descriptors until it is joined): beyond a few hundred the sale measures the OS's fork and
+scheduler rather than the race, and a few thousand run into the process's open-file limit."""
+
+FDS_PER_BUYER = 2
+"""Descriptors the parent holds per started buyer process until it is joined (multiprocessing's pipes)."""
+
+FDS_RESERVED = 64
+"""Descriptors left for everything else the parent has open (Redis clients, files, the terminal)."""
 
 
 def new_sale_id() -> str:
@@ -41,8 +51,10 @@ def new_sale_id() -> str:
     return f"s{secrets.token_hex(5)}"
 
 
-def check_numbers(*, stock: int, buyers: int, window: float, per_job: int = 1, lock_timeout: float = 1.0) -> None:
-    """ConfigError (exit 2) for any number a sale cannot run with."""
+def check_numbers(
+    *, stock: int, buyers: int, window: float, mode: str, per_job: int = 1, lock_timeout: float = 1.0
+) -> None:
+    """ConfigError (exit 2) for any number a sale in `mode` cannot run with."""
     if stock < 0:
         raise ConfigError(f"stock must be >= 0, got {stock}")
     if buyers < 1:
@@ -51,10 +63,36 @@ def check_numbers(*, stock: int, buyers: int, window: float, per_job: int = 1, l
         raise ConfigError(f"per-job must be >= 1, got {per_job}")
     if window < 0:
         raise ConfigError(f"window must be >= 0 seconds, got {window}")
-    if lock_timeout <= window:
+    if mode == "redis-lock" and lock_timeout <= window:
         raise ConfigError(
             f"lock timeout ({lock_timeout} s) must exceed the race window ({window} s), or every "
             "redis-lock holder would lose its lock mid-purchase"
+        )
+
+
+def _open_file_limit() -> int | None:
+    """This process's soft RLIMIT_NOFILE, or None when unlimited or unknown."""
+    try:
+        import resource
+    except ImportError:  # not a POSIX platform
+        return None
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def check_local_buyers(buyers: int) -> None:
+    """ConfigError for more local buyers than this host should start as processes."""
+    if buyers > LOCAL_MAX_BUYERS:
+        raise ConfigError(
+            f"local sales take at most {LOCAL_MAX_BUYERS} buyers, got {buyers} (each buyer is a process on "
+            "this host; use `tickets submit` to spread more over worker nodes)"
+        )
+    files = _open_file_limit()
+    if files is not None and buyers * FDS_PER_BUYER + FDS_RESERVED > files:
+        most = max(1, (files - FDS_RESERVED) // FDS_PER_BUYER)
+        raise ConfigError(
+            f"{buyers} local buyers need more open files than this process may have ({files}, `ulimit -n`): "
+            f"at most {most} buyers here"
         )
 
 
@@ -63,12 +101,6 @@ def check_mode(mode: str, allowed: tuple[str, ...]) -> str:
         return tickets.check_mode(mode, allowed)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def check_sale_id(sale_id: str) -> str:
-    if not _SALE_ID.match(sale_id):
-        raise NotFound(f"no ticket sale {sale_id!r} (sale ids are letters, digits, '-' and '_')")
-    return sale_id
 
 
 # -- local sales: buyers are processes on this host ---------------------------------------------------
@@ -86,17 +118,12 @@ def run_local(
 ) -> dict[str, Any]:
     """A sale whose buyers are processes on this host: file store (unsafe/lock) or Redis store."""
     check_mode(mode, tickets.FILE_MODES + tickets.REDIS_MODES)
-    check_numbers(stock=stock, buyers=buyers, window=window, lock_timeout=lock_timeout)
+    check_numbers(stock=stock, buyers=buyers, window=window, mode=mode, lock_timeout=lock_timeout)
+    check_local_buyers(buyers)
     sale_id = new_sale_id()
     ctx = settings.mp_context()
     if mode in tickets.FILE_MODES:
-        home = _sale_dir(settings, sale_id)
-        store = FileStore.at(path or home / "ticket.json")
-        if path is not None and (store.path.exists() or store.ledger.exists()):
-            raise ConfigError(f"{store.path} (or its ledger) already exists; not overwriting it: pick a new --file")
-        home.mkdir(parents=True, exist_ok=True)
-        meta = {"stock": stock, "buyers": buyers, "mode": mode, "window": window, "path": str(store.path)}
-        (home / "meta.json").write_text(json.dumps({**meta, "created": time.time()}))
+        store = _new_file_sale(settings, sale_id, path, stock=stock, buyers=buyers, mode=mode, window=window)
         result = run_sale(ctx, sale_id, store, stock=stock, buyers=buyers, mode=mode, window=window)
         result["redis"] = None
     else:
@@ -114,6 +141,36 @@ def run_local(
             result["redis"] = description
     result["machine"] = machine_facts(settings.start_method)
     return result
+
+
+def _new_file_sale(
+    settings: Settings, sale_id: str, path: Path | None, *, stock: int, buyers: int, mode: str, window: float
+) -> FileStore:
+    """Create a file sale's ticket.json, ledger and meta.json; on failure leave nothing of it behind.
+
+    The ticket path is stored absolute: `report`, `reset` and `delete` may run from another directory.
+    """
+    home = sale_dir(settings, sale_id)
+    try:
+        store = FileStore.at((path if path is not None else home / "ticket.json").expanduser().resolve())
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise ConfigError(f"cannot use {path} as the ticket file: {exc}") from None
+    if path is not None and (store.path.exists() or store.ledger.exists()):
+        raise ConfigError(f"{store.path} (or its ledger) already exists; not overwriting it: pick a new --file")
+    meta = {"stock": stock, "buyers": buyers, "mode": mode, "window": window, "path": str(store.path)}
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        store.create(stock)
+        (home / "meta.json").write_text(json.dumps({**meta, "created": time.time()}))
+    except OSError as exc:
+        # neither file existed before (checked above, or `home` is a fresh sale id): removing them loses nothing
+        with contextlib.suppress(OSError):
+            store.path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            store.ledger.unlink(missing_ok=True)
+        shutil.rmtree(home, ignore_errors=True)
+        raise ConfigError(f"cannot create the ticket sale's files ({store.path}): {exc.strerror or exc}") from None
+    return store
 
 
 def run_local_redis(
@@ -157,10 +214,20 @@ def run_buyers(ctx: BaseContext, url: str, r: redis.Redis, sale_id: str, names: 
 
 
 def local_redis_buyer(url: str, sale_id: str, name: str, barrier: Any, host_lock: Any) -> None:
-    """Process target: one buyer with its own client (a client never crosses a process boundary)."""
+    """Process target: one buyer with its own client (a client never crosses a process boundary).
+
+    Ctrl-C is the parent's to handle (it reaps every buyer), so a buyer ignores SIGINT. A buyer whose
+    attempt raises (a broken start barrier, a Redis error) records a failure row naming the exception,
+    unless its outcome is already in the sale's ledger, and exits with code 1 without a traceback.
+    """
+    nodectx.child_signals()
     client = redis.Redis.from_url(url)
     try:
-        store_redis.buy(client, sale_id, name, host_lock=host_lock, align=lambda: barrier.wait(BARRIER_TIMEOUT))
+        buying.buy(client, sale_id, name, host_lock=host_lock, align=lambda: barrier.wait(BARRIER_TIMEOUT))
+    except Exception as exc:
+        with contextlib.suppress(Exception):  # Redis may be what failed: then the buyer just has no outcome
+            buying.record_crash(client, sale_id, name, exc)
+        exit_quietly(1)
     finally:
         client.close()
 
@@ -185,7 +252,7 @@ def submit(
 ) -> dict[str, Any]:
     """Create a Redis sale and enqueue its buyers; with `wait`, follow it to the end and report it."""
     check_mode(mode, tickets.REDIS_MODES)
-    check_numbers(stock=stock, buyers=buyers, window=window, per_job=per_job, lock_timeout=lock_timeout)
+    check_numbers(stock=stock, buyers=buyers, window=window, mode=mode, per_job=per_job, lock_timeout=lock_timeout)
     if party < 0:
         raise ConfigError(f"party must be >= 0 (0 = automatic), got {party}")
     settings.check_queue(queue)
@@ -209,83 +276,3 @@ def submit(
                 result.update(network.wait(r, result["sale_id"], timeout=timeout, on_progress=on_progress))
     result["machine"] = machine_facts(settings.start_method)
     return result
-
-
-# -- report, reset, delete (either store) ------------------------------------------------------------
-
-
-def _sale_dir(settings: Settings, sale_id: str) -> Path:
-    return settings.state_dir / "sales" / sale_id
-
-
-def _file_sale(settings: Settings, sale_id: str) -> tuple[dict[str, Any], FileStore] | None:
-    meta_path = _sale_dir(settings, check_sale_id(sale_id)) / "meta.json"
-    if not meta_path.is_file():
-        return None
-    meta: dict[str, Any] = json.loads(meta_path.read_text())
-    return meta, FileStore.at(Path(meta["path"]))
-
-
-def report(settings: Settings, sale_id: str) -> dict[str, Any]:
-    """Re-read a sale's ledger and count its outcome."""
-    found = _file_sale(settings, sale_id)
-    if found is not None:
-        meta, store = found
-        if not store.ledger.exists():
-            raise NotFound(f"ticket sale {sale_id!r}: its ledger {store.ledger} is gone")
-        sales, failures = store.rows()
-        summary = tickets.summarize(
-            sales, failures, stock=meta["stock"], buyers=meta["buyers"], final_counter=store.count()
-        )
-        result = {"sale_id": sale_id, "store": "file", "mode": meta["mode"], "meta": meta, "summary": summary}
-        result["outcomes"] = sales + failures
-    else:
-        with _redis(settings, sale_id) as r:
-            result = network.report(r, sale_id)
-    result["machine"] = machine_facts(settings.start_method)
-    return result
-
-
-def reset(settings: Settings, sale_id: str) -> dict[str, Any]:
-    """Put the stock back and empty the ledger; the sale id and parameters stay."""
-    found = _file_sale(settings, sale_id)
-    if found is not None:
-        meta, store = found
-        store.create(int(meta["stock"]))
-        return {"sale_id": sale_id, "store": "file", "reset": True, "stock": meta["stock"]}
-    with _redis(settings, sale_id) as r:
-        meta = store_redis.reset_sale(r, sale_id)
-        return {"sale_id": sale_id, "store": "redis", "reset": True, "stock": meta["stock"]}
-
-
-def delete(settings: Settings, sale_id: str) -> dict[str, Any]:
-    """Remove the sale: its files, or its Redis keys."""
-    found = _file_sale(settings, sale_id)
-    if found is not None:
-        _meta, store = found
-        store.path.unlink(missing_ok=True)
-        store.ledger.unlink(missing_ok=True)
-        shutil.rmtree(_sale_dir(settings, sale_id), ignore_errors=True)
-        return {"sale_id": sale_id, "store": "file", "deleted": True}
-    with _redis(settings, sale_id) as r:
-        store_redis.delete_sale(r, sale_id)
-        return {"sale_id": sale_id, "store": "redis", "deleted": True}
-
-
-@contextlib.contextmanager
-def _redis(settings: Settings, sale_id: str) -> Iterator[redis.Redis]:
-    if not settings.redis_url and store_redis_unreachable(settings):
-        raise NotFound(
-            f"no ticket sale {sale_id!r} on this host, and no Redis (--redis-url / `mplab redis up`) to look in"
-        )
-    with redis_for(settings.redis_url, settings.state_dir) as (url, _description):
-        client = connect(url)
-        try:
-            yield client
-        finally:
-            client.close()
-
-
-def store_redis_unreachable(settings: Settings) -> bool:
-    """True when only a fresh embedded Redis could be used: it cannot hold any earlier sale."""
-    return read_state(settings.state_dir) is None

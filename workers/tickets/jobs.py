@@ -12,13 +12,13 @@ from typing import Any
 
 from tasks import registry
 from workers import nodectx
-from workers.tickets import store_redis
+from workers.tickets import buying
 
 
 @registry.entrypoint
 def buy(sale_id: str, buyer: str) -> dict[str, Any]:
     """One buyer of sale `sale_id`: start barrier, one purchase attempt in the sale's mode, its outcome."""
-    return store_redis.buy(nodectx.connection(), sale_id, buyer, host_lock=nodectx.host_lock())
+    return buying.buy(nodectx.connection(), sale_id, buyer, host_lock=nodectx.host_lock())
 
 
 BUY = registry.name_of(buy)

@@ -17,6 +17,7 @@ from tasks.batch import run_batch
 from tasks.registry import name_of
 from workers import defaults
 from workers.errors import LabError
+from workers.heartbeat import read_nodes
 from workers.tickets import store_redis
 from workers.tickets.jobs import BUY
 
@@ -33,14 +34,13 @@ POLL_INTERVAL = 0.1
 TERMINAL = {"finished", "failed", "stopped", "canceled"}
 
 
-def live_nodes(r: redis.Redis) -> dict[str, int]:
-    """Worker nodes with a live heartbeat and their slot counts."""
+def live_nodes(r: redis.Redis, queue: str) -> dict[str, int]:
+    """Worker nodes that can run this sale's buyers (fresh heartbeat, serving `queue`) and their slot counts."""
     found: dict[str, int] = {}
-    for member in sorted(r.smembers(defaults.NODES_SET)):
-        name = member.decode() if isinstance(member, bytes) else str(member)
-        slots = r.hget(f"{defaults.NODE_KEY_PREFIX}{name}", "slots_total")
-        if slots is not None:
-            found[name] = int(slots)
+    for node in read_nodes(r):
+        served = {q.strip() for q in str(node.get("queues", "")).split(",")}
+        if not node["stale"] and queue in served:
+            found[str(node["name"])] = int(node["slots_total"])
     return found
 
 
@@ -64,8 +64,8 @@ def submit(
     queue: str,
 ) -> dict[str, Any]:
     """Create the sale, then enqueue its buyers (one job per `per_job` buyers) in one pipeline."""
-    nodes = live_nodes(r)
-    party = party or auto_party(buyers, nodes)
+    nodes = live_nodes(r, queue)
+    party = min(party, buyers) if party else auto_party(buyers, nodes)  # more would wait for buyers never coming
     params = store_redis.SaleParams(sale_id, stock, mode, window, party, lock_timeout, BARRIER_TIMEOUT)
     names = tickets.buyer_names(buyers)
     chunks = [names[i : i + per_job] for i in range(0, buyers, per_job)]

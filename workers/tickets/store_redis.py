@@ -5,36 +5,27 @@
     mplab:sale:{id}:counter      tickets left (what naive buyers GET and SET)
     mplab:sale:{id}:ledger       list of JSON rows, one per successful purchase (seat, buyer, node, pid, time)
     mplab:sale:{id}:failures     list of JSON rows, one per buyer who got no ticket (and why)
-    mplab:sale:{id}:lock         the redis-py Lock of `redis-lock` mode (`holder`: who has it, same TTL)
+    mplab:sale:{id}:lock         the redis-py Lock of `redis-lock` mode
+    mplab:sale:{id}:holder       who has that lock (pid, node, buyer, lock token): set after acquiring it,
+                                 same TTL, deleted by its owner before releasing it
     mplab:sale:{id}:arrived/gate/go   the start barrier of networked buyers
     mplab:sale:{id}:jobs         list of the sale's RQ job ids
 
-Every mode writes its ledger row in the same atomic step as its counter update (a MULTI, or inside
-the Lua script), so a buyer killed at any instant either sold a ticket with a row or sold nothing.
-
-The start barrier (networked races reproducible): each buyer INCRs `arrived`; the one that makes it
-reach `party` (the number of buyers that can run at once: the slots of the live nodes) sets `go` and
-pushes one token per waiter on `gate`; the others block in BLPOP on `gate`. So the first `party`
-buyers (on every node taking part) read the counter within a millisecond or two of each other, then
-sleep the race window before writing: in `naive` mode they all sell the same seat, and in `host-lock`
-mode the lock holders of different nodes do. A buyer whose party never completes goes on after
-`barrier_timeout` seconds (recorded in meta as `barrier_timed_out`). Later buyers pass straight through.
+Buying (the modes, the start barrier) is in `workers.tickets.buying`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import redis
-from redis.exceptions import LockNotOwnedError, WatchError
 
-from tasks import registry, tickets
-from workers.errors import NotFound, Unsupported
+from workers.errors import NotFound
 
 PREFIX = "mplab:sale:"
 """Key prefix of a sale's keys."""
@@ -42,12 +33,12 @@ PREFIX = "mplab:sale:"
 SALES_SET = "mplab:sales"
 """Redis set of all sale ids."""
 
-LOCK_SLEEP = 0.002
-"""Seconds between two attempts of a blocked redis-py Lock acquire (redis-py's default 0.1 s would
-dominate the sale)."""
+PARAMS_CACHE_SIZE = 256
+"""Sales whose parameters a process keeps cached (a node process lives through many sales)."""
 
-_HOST = socket.gethostname()
-_params_cache: dict[str, SaleParams] = {}
+HOST = socket.gethostname()
+"""This machine's name, in ledger rows."""
+_params_cache: OrderedDict[str, SaleParams] = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -149,11 +140,20 @@ def params_of(meta: dict[str, Any], sale_id: str) -> SaleParams:
     )
 
 
+def cached_params(sale_id: str) -> SaleParams | None:
+    """This process's cached parameters of a sale, if it has seen the sale."""
+    return _params_cache.get(sale_id)
+
+
 def sale_params(r: redis.Redis, sale_id: str) -> SaleParams:
-    """Cached per process: a batch of K buyers reads the meta once."""
+    """Cached per process (the PARAMS_CACHE_SIZE most recent sales): a batch of K buyers reads the meta once."""
     cached = _params_cache.get(sale_id)
     if cached is None:
         cached = _params_cache[sale_id] = params_of(load_meta(r, sale_id), sale_id)
+        while len(_params_cache) > PARAMS_CACHE_SIZE:
+            _params_cache.popitem(last=False)
+    else:
+        _params_cache.move_to_end(sale_id)
     return cached
 
 
@@ -206,168 +206,3 @@ def progress(r: redis.Redis, sale_id: str) -> tuple[int, int]:
     pipe.llen(k.failures)
     sold, refused = pipe.execute()
     return int(sold), int(refused)
-
-
-def arrive_and_wait(r: redis.Redis, p: SaleParams) -> str:
-    """The start barrier described in the module docstring; returns how this buyer was released."""
-    k = SaleKeys(p.sale_id)
-    arrived = int(r.incr(k.key("arrived")))
-    if arrived > p.party:
-        return "late"
-    if arrived == p.party:
-        pipe = r.pipeline(transaction=True)
-        pipe.set(k.key("go"), time.time(), nx=True)
-        if p.party > 1:
-            pipe.rpush(k.key("gate"), *([b"1"] * (p.party - 1)))
-        pipe.hsetnx(k.meta, "go_time", json.dumps(time.time()))
-        pipe.execute()
-        return "opened"
-    if r.blpop([k.key("gate")], timeout=p.barrier_timeout) is not None:
-        return "released"
-    if r.set(k.key("go"), time.time(), nx=True):
-        set_meta(r, p.sale_id, barrier_timed_out=True, go_time=time.time())
-    return "timed out"
-
-
-def buy(r: redis.Redis, sale_id: str, buyer: str, *, host_lock: Any = None, align: Any = None) -> dict[str, Any]:
-    """One buyer: pass the start barrier (or `align()`), try to buy in the sale's mode, record the outcome.
-
-    Returns the outcome (buyer, ok, seat or reason, node, pid, ...). A failure row is appended for a
-    buyer who gets no ticket; the sale's ledger row is written by the mode itself, atomically with the sale.
-    """
-    p = sale_params(r, sale_id)
-    released = "aligned" if align is not None else None
-    if align is not None:
-        align()
-    else:
-        released = arrive_and_wait(r, p)
-    row = tickets.ledger_row(
-        sale_id, buyer, p.mode, node=registry.node_name() or "local", host=_HOST, pid=os.getpid(), now=0.0
-    )
-    k = SaleKeys(sale_id)
-    if p.mode == "naive":
-        seat, info = _get_window_set(r, k, p, row)
-    elif p.mode == "host-lock":
-        if host_lock is None:
-            raise Unsupported("host-lock mode needs an mplab worker node (no host lock in this process)")
-        with host_lock:
-            seat, info = _get_window_set(r, k, p, row)
-    elif p.mode == "redis-lock":
-        seat, info = _redis_lock(r, k, p, row)
-    elif p.mode == "atomic":
-        seat, info = _lua(r, k, p, row)
-    elif p.mode == "watch":
-        seat, info = _watch(r, k, p, row)
-    else:
-        raise Unsupported(f"unknown ticket mode {p.mode!r}")
-    outcome = {**row, **info, "released": released, "ok": seat is not None, "time": time.time()}
-    if seat is None:
-        r.rpush(k.failures, json.dumps(outcome, sort_keys=True))
-    else:
-        outcome["seat"] = seat
-    return outcome
-
-
-def _sold_row(row: dict[str, Any], seat: int, info: dict[str, Any]) -> str:
-    return json.dumps({**row, **info, "seat": seat, "time": time.time()}, sort_keys=True)
-
-
-def _get_window_set(
-    r: redis.Redis, k: SaleKeys, p: SaleParams, row: dict[str, Any]
-) -> tuple[int | None, dict[str, Any]]:
-    """The chapter's bug over the network: GET, race window, SET (the SET and the ledger row in one MULTI)."""
-    count = int(r.get(k.counter) or 0)
-    info: dict[str, Any] = {"read": count}
-    if count <= 0:
-        return None, {**info, "reason": "sold out"}
-    time.sleep(p.window)
-    seat = tickets.seat_for(p.stock, count)
-    pipe = r.pipeline(transaction=True)
-    pipe.set(k.counter, count - 1)
-    pipe.rpush(k.ledger, _sold_row(row, seat, info))
-    pipe.execute()
-    return seat, info
-
-
-def _redis_lock(r: redis.Redis, k: SaleKeys, p: SaleParams, row: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
-    """GET/window/SET under redis-py's Lock; the write is fenced: it commits only while we still own the lock.
-
-    If the holder dies, the lock key expires after `lock_timeout` seconds and the next buyer gets it; a
-    holder that merely stalls past the timeout finds its token gone and sells nothing (reason
-    'lock expired') instead of overwriting the counter behind the new holder's back.
-    """
-    lock = r.lock(k.lock, timeout=p.lock_timeout, sleep=LOCK_SLEEP, blocking_timeout=None)
-    waited = time.perf_counter()
-    lock.acquire()
-    info: dict[str, Any] = {"lock_wait_s": round(time.perf_counter() - waited, 6)}
-    token = lock.local.token
-    try:
-        pipe = r.pipeline(transaction=False)  # who holds the lock (what `mplab tickets report` and tests see)
-        holder = {"pid": row["pid"], "node": row["node"], "buyer": row["buyer"], "since": time.time()}
-        pipe.set(k.key("holder"), json.dumps(holder), px=max(1, int(p.lock_timeout * 1000)))
-        pipe.get(k.counter)
-        count = int(pipe.execute()[1] or 0)
-        info["read"] = count
-        if count <= 0:
-            return None, {**info, "reason": "sold out"}
-        time.sleep(p.window)
-        seat = tickets.seat_for(p.stock, count)
-        with r.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(k.lock)  # type: ignore[no-untyped-call]
-                if pipe.get(k.lock) != token:
-                    return None, {**info, "reason": "lock expired"}
-                pipe.multi()
-                pipe.set(k.counter, count - 1)
-                pipe.rpush(k.ledger, _sold_row(row, seat, info))
-                pipe.execute()
-            except WatchError:
-                return None, {**info, "reason": "lock expired"}
-        return seat, info
-    finally:
-        try:
-            lock.release()
-        except LockNotOwnedError:
-            info["lock_lost"] = True
-
-
-def _lua(r: redis.Redis, k: SaleKeys, p: SaleParams, row: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
-    """Check, decrement and ledger append in one server-side step: there is no window to race in."""
-    script = r.register_script(tickets.LUA_BUY)
-    stamped = json.dumps({**row, "time": time.time()}, sort_keys=True)
-    seat = int(script(keys=[k.counter, k.ledger], args=[p.stock, stamped]))
-    return (seat, {}) if seat > 0 else (None, {"reason": "sold out"})
-
-
-def _watch(r: redis.Redis, k: SaleKeys, p: SaleParams, row: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
-    """Optimistic: WATCH the counter, GET, window, MULTI/DECR+RPUSH/EXEC; retry if anyone wrote meanwhile."""
-    attempts = 0
-    with r.pipeline(transaction=True) as pipe:
-        while True:
-            attempts += 1
-            try:
-                pipe.watch(k.counter)  # type: ignore[no-untyped-call]
-                count = int(pipe.get(k.counter) or 0)
-                if count <= 0:
-                    pipe.unwatch()
-                    return None, {"reason": "sold out", "attempts": attempts, "read": count}
-                if p.window:
-                    time.sleep(p.window)
-                seat = tickets.seat_for(p.stock, count)
-                info = {"attempts": attempts, "read": count}
-                pipe.multi()
-                pipe.decr(k.counter)
-                pipe.rpush(k.ledger, _sold_row(row, seat, info))
-                pipe.execute()
-                return seat, info
-            except WatchError:
-                continue
-
-
-ATTEMPTS = {
-    "naive": _get_window_set,
-    "redis-lock": _redis_lock,
-    "atomic": _lua,
-    "watch": _watch,
-}
-"""One purchase attempt per mode (after the barrier, without the failure row): for the benchmark."""
