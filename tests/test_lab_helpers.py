@@ -10,8 +10,14 @@ from workers.lab.base import VERDICTS
 from workers.settings import Settings
 
 
-def run(name: str, tmp_path: Path, redis_url: str | None = None, **params: Any) -> dict[str, Any]:
-    result = lab.run(name, params, Settings(state_dir=tmp_path / "state", redis_url=redis_url))
+def run(
+    name: str, tmp_path: Path, redis_url: str | None = None, start_method: str | None = None, **params: Any
+) -> dict[str, Any]:
+    settings = Settings(state_dir=tmp_path / "state", redis_url=redis_url)
+    if start_method is not None:
+        settings = settings.with_(start_method=start_method)
+    result = lab.run(name, params, settings)
+    assert result["facts"]["start_method"] == settings.start_method
     assert result["facts"]["start_method"] and result["facts"]["python"] and result["facts"]["cores"]
     assert result["claims"], "every experiment judges at least one claim"
     for claim in result["claims"]:

@@ -18,15 +18,30 @@ def test_identity_children_report_parent_pid(tmp_path: Path) -> None:
     assert os.getpid() not in {k["pid"] for k in kids}
 
 
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_identity_creator_is_the_parent_whatever_the_start_method(tmp_path: Path, method: str) -> None:
+    r = run("identity", tmp_path, start_method=method, children=2)
+    assert all(k["ppid"] == os.getpid() for k in r["measurements"]["children"])
+    assert verdict(r, "via os.getppid()") == "holds"
+    if method == "forkserver":
+        # the run's own method is still shown: its child's getppid() is the fork server
+        assert r["measurements"]["start_method"] == "fork"
+        assert r["measurements"]["run_method_child"]["ppid_is_creator"] is False
+    else:
+        assert r["measurements"]["start_method"] == method
+
+
 @pytest.mark.slow
-def test_states_psutil_sees_sleeping_running_stopped_zombie(tmp_path: Path) -> None:
-    r = run("states", tmp_path, spin_s=0.3)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_states_psutil_sees_sleeping_running_stopped_zombie(tmp_path: Path, method: str) -> None:
+    r = run("states", tmp_path, start_method=method, spin_s=0.3)
     m = r["measurements"]
     assert m["sampled_statuses"]["blocked"] and set(m["sampled_statuses"]["blocked"]) == {"sleeping"}
     assert all("running" in m["sampled_statuses"][f"busy-{i}"] for i in range(m["busy_children"]))
     assert m["stopped_status"] == "stopped"
     assert m["zombie_status"] == "zombie"
     assert verdict(r, "Running -> end") == "wrong"
+    assert verdict(r, "Blocked and gets no CPU") == "holds"
     assert m["cpu_share_total"] > 0
 
 

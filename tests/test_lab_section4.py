@@ -23,9 +23,13 @@ def test_orphan_is_reparented_and_reaped(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_zombie_seen_then_gone(tmp_path: Path) -> None:
-    r = run("zombie", tmp_path)
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_zombie_seen_then_gone(tmp_path: Path, method: str) -> None:
+    r = run("zombie", tmp_path, start_method=method)
     m = r["measurements"]
+    assert m["parentage_start_method"] == ("fork" if method == "forkserver" else method)
+    for claim in ("not waited for is a zombie", "holds no memory", "join() (wait) removes the zombie"):
+        assert verdict(r, claim) == "holds", claim
     assert m["status_before_join"] == "zombie"
     assert m["status_after_join"] == "gone"
     assert m["implicitly_reaped_by_start"] is True

@@ -33,14 +33,18 @@ def test_pool_vs_process_measures_both_regimes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_subprocess_timeout_kills_the_tree(tmp_path: Path) -> None:
-    r = run("subprocess", tmp_path, timeout_s=0.3)
+    r = run("subprocess", tmp_path, timeout_s=1.0)
     t = r["measurements"]["timeouts"]
-    # plain run(timeout) leaves the grandchild alive (the experiment then kills it)
+    # plain run(timeout) leaves the grandchild alive (the experiment then ends it)
     assert t["run_timeout"]["grandchild_status"] in ("sleeping", "running")
+    # the chapter's kill() + communicate() blocks: the surviving grandchild holds the stdout pipe
+    assert t["chapter_popen"]["communicate_blocked"] is True
+    assert t["chapter_popen"]["grandchild_status"] in ("sleeping", "running")
     assert t["killpg"]["timed_out"] and t["killpg"]["grandchild_status"] in ("zombie", "gone")
-    assert not psutil.pid_exists(t["run_timeout"]["grandchild"]) or psutil.Process(
-        t["run_timeout"]["grandchild"]
-    ).status() in ("zombie",)
+    for case in ("run_timeout", "chapter_popen", "killpg"):
+        pid = t[case]["grandchild"]
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie", case
+    assert verdict(r, "on timeout, kill() ends the command") == "wrong"
     assert verdict(r, "bufsize=1") == "wrong"
     assert verdict(r, "nonexistent_command") == "wrong"
     assert verdict(r, "interactive interpreter") == "holds"

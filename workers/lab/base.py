@@ -82,6 +82,21 @@ class Lab:
         """The explicit multiprocessing context (the run's start method unless another is named)."""
         return mp.get_context(method or self.method)
 
+    @property
+    def parentage_method(self) -> str:
+        """The start method for phenomena of OS parentage (zombies, reaping, getppid): see `parentage_method`."""
+        return parentage_method(self.method)
+
+    def parentage_note(self) -> str:
+        """Which start method the parentage children use, and why when it is not the run's."""
+        used = self.parentage_method
+        if used == self.method:
+            return f"children started with {used!r} (the run's start method)"
+        return (
+            f"children started with {used!r}, not the run's {self.method!r}: with {self.method!r} a "
+            f"ctx.Process child is forked by the fork server, which is its OS parent and reaps it"
+        )
+
     def p(self, key: str) -> Any:
         return self.params[key]
 
@@ -154,6 +169,43 @@ def ms(seconds: float) -> str:
 
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:.1f} µs"
+
+
+def parentage_method(method: str) -> str:
+    """`method`, except forkserver becomes fork where fork exists.
+
+    Under forkserver a `ctx.Process` child is forked by the fork server: the fork server is its OS
+    parent (its getppid()), waits for it, and so no zombie of it ever reaches the creating process.
+    Experiments about parentage use fork then, so that the creator really is the parent.
+    """
+    if method == "forkserver" and "fork" in mp.get_all_start_methods():
+        return "fork"
+    return method
+
+
+def os_parent(pid: int) -> int | None:
+    """The OS parent pid of `pid` (None if it no longer exists)."""
+    try:
+        return int(psutil.Process(pid).ppid())
+    except psutil.Error:
+        return None
+
+
+def describe_pid(pid: int | None) -> str:
+    """`pid N (name)`, this process and multiprocessing's fork server named as such; 'unknown' for None."""
+    if pid is None:
+        return "unknown (already reaped by someone else)"
+    if pid == os.getpid():
+        return f"pid {pid} (this process)"
+    try:
+        proc = psutil.Process(pid)
+        name = proc.name()
+        cmdline = " ".join(proc.cmdline())
+    except psutil.Error:
+        return f"pid {pid}"
+    if "multiprocessing.forkserver import main" in cmdline:
+        return f"pid {pid} (the multiprocessing fork server)"
+    return f"pid {pid} ({name})"
 
 
 def status_of(pid: int) -> str:

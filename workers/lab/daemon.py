@@ -24,7 +24,7 @@ def _ctx(method: str) -> Any:
 # -- 4.3 daemon ------------------------------------------------------------------------------------------
 
 
-def _daemon_body(conn: Any, method: str) -> None:
+def _daemon_body(conn: Any, method: str, up_event: Any) -> None:
     def on_term(signum: int, frame: Any) -> None:
         conn.send({"event": "SIGTERM", "t": time.time()})
         os._exit(-signum & 0xFF)
@@ -47,6 +47,7 @@ def _daemon_body(conn: Any, method: str) -> None:
             "subprocess": sub,
         }
     )
+    up_event.set()
     while True:
         time.sleep(0.05)
 
@@ -58,7 +59,8 @@ def _normal_body(conn: Any, seconds: float) -> None:
 
 def _daemon_parent(conn: Any, dconn: Any, nconn: Any, method: str, normal_s: float) -> None:
     ctx = _ctx(method)
-    daemon = ctx.Process(target=_daemon_body, args=(dconn, method), name="daemon", daemon=True)
+    up_event = ctx.Event()
+    daemon = ctx.Process(target=_daemon_body, args=(dconn, method, up_event), name="daemon", daemon=True)
     daemon.start()
     normal = ctx.Process(target=_normal_body, args=(nconn, normal_s), name="normal")
     normal.start()
@@ -78,7 +80,7 @@ def _daemon_parent(conn: Any, dconn: Any, nconn: Any, method: str, normal_s: flo
             "late": late,
         }
     )
-    time.sleep(0.1)  # let the daemon report it is up
+    up_event.wait(60)  # the daemon has reported it is up (a spawned one takes a while to start)
     conn.send({"code_end": time.time()})
     # returning runs multiprocessing's atexit: terminate() daemons, then join() every child
 

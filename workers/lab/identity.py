@@ -11,7 +11,8 @@ from typing import Any
 import psutil
 
 from tasks import scheduling
-from workers.lab.base import Lab, experiment, reaped, status_of, wait_status
+from workers.errors import LabError
+from workers.lab.base import Lab, describe_pid, experiment, os_parent, reaped, status_of, wait_status
 from workers.settings import default_pool_size
 
 # -- 3.2 identity ----------------------------------------------------------------------------------------
@@ -29,9 +30,12 @@ def _report_identity(queue: Any, index: int) -> None:
     param_help={"children": "how many children to start"},
 )
 def identity(lab: Lab) -> None:
-    rep, ctx = lab.report, lab.ctx()
+    rep = lab.report
+    method = lab.parentage_method
+    ctx = lab.ctx(method)
     me, my_parent = os.getpid(), os.getppid()
     rep.event(f"parent: pid {me}, its own parent (ppid) {my_parent} ({_name(my_parent)})")
+    rep.event(lab.parentage_note())
     queue = ctx.Queue()
     procs = [ctx.Process(target=_report_identity, args=(queue, i), name=f"child-{i}") for i in range(lab.p("children"))]
     with reaped(*procs):
@@ -42,7 +46,12 @@ def identity(lab: Lab) -> None:
     for proc, row in zip(procs, seen, strict=True):
         rep.event(f"{proc.name} says: os.getpid() = {row['pid']}, os.getppid() = {row['ppid']}")
     rep.measure("parent", {"pid": me, "ppid": my_parent})
+    rep.measure("start_method", method)
     rep.measure("children", seen)
+    queue.close()
+    queue.join_thread()
+    if method != lab.method:
+        _run_method_child(lab)
     pids = [r["pid"] for r in seen]
     unique = len(set(pids + [me])) == len(pids) + 1
     rep.claim(
@@ -51,12 +60,49 @@ def identity(lab: Lab) -> None:
         f"parent {me}, children {pids}: {'all distinct' if unique else 'duplicates!'}",
         "3.2.1",
     )
-    right = all(r["ppid"] == me for r in seen) and pids == [p.pid for p in procs]
+    ppids = sorted({r["ppid"] for r in seen})
+    same_pids = pids == [p.pid for p in procs]
+    if same_pids and ppids != [me]:
+        others = ", ".join(describe_pid(p) for p in ppids if p != me)
+        rep.claim(
+            "a child sees its creator's PID via os.getppid(), and the parent sees the child's via Process.pid",
+            "not-measured",
+            f"the {method!r} children's OS parent was {others}, not their creator {me}: with this start method "
+            f"another process forks them",
+            "3.2.2",
+        )
+        return
     rep.claim(
         "a child sees its creator's PID via os.getppid(), and the parent sees the child's via Process.pid",
-        "holds" if right else "wrong",
-        f"children's getppid() = {sorted({r['ppid'] for r in seen})}, parent pid {me}",
+        "holds" if same_pids and ppids == [me] else "wrong",
+        f"children's getppid() = {ppids}, parent pid {me}; Process.pid matched os.getpid() in the child: "
+        f"{same_pids} ({method} children)",
         "3.2.2",
+    )
+
+
+def _run_method_child(lab: Lab) -> None:
+    """One child with the run's own start method (forkserver): whose PID does its getppid() return?"""
+    rep, ctx = lab.report, lab.ctx()
+    queue = ctx.Queue()
+    child = ctx.Process(target=_report_identity, args=(queue, -1), name="run-method-child")
+    with reaped(child):
+        child.start()
+        row = queue.get(timeout=30)
+    queue.close()
+    queue.join_thread()
+    rep.event(
+        f"a {lab.method!r} child (pid {row['pid']}) says os.getppid() = {row['ppid']}: "
+        f"{describe_pid(row['ppid']) if row['ppid'] != os.getpid() else 'this process'}"
+    )
+    rep.measure(
+        "run_method_child",
+        {
+            "start_method": lab.method,
+            "pid": row["pid"],
+            "ppid": row["ppid"],
+            "ppid_is_creator": row["ppid"] == os.getpid(),
+        },
     )
 
 
@@ -79,7 +125,9 @@ def _spin(seconds: float, queue: Any, name: str) -> None:
     queue.put((name, time.process_time() - cpu0, time.perf_counter() - start))
 
 
-def _block(conn: Any) -> None:
+def _block(conn: Any, ready: Any) -> None:
+    ready.send("ready")  # the parent starts watching only now, after our start-up
+    ready.close()
     conn.recv()  # blocked until the parent writes
 
 
@@ -100,18 +148,28 @@ def states(lab: Lab) -> None:
     busy_n = lab.p("busy") or cores + 1
     spin = float(lab.p("spin_s"))
     reader, writer = ctx.Pipe(duplex=False)
+    ready_r, ready_w = ctx.Pipe(duplex=False)
     queue = ctx.Queue()
     busy = [ctx.Process(target=_spin, args=(spin, queue, f"busy-{i}"), name=f"busy-{i}") for i in range(busy_n)]
-    blocked = ctx.Process(target=_block, args=(reader,), name="blocked")
-    ender = ctx.Process(target=_exit_now, name="ender")
+    blocked = ctx.Process(target=_block, args=(reader, ready_w), name="blocked")
+    ender_method = lab.parentage_method
+    ender = lab.ctx(ender_method).Process(target=_exit_now, name="ender")
     seen: dict[str, dict[str, int]] = {p.name: {} for p in [*busy, blocked]}
     with reaped(*busy, blocked, ender):
         blocked.start()
+        ready_w.close()  # ours: if the child dies before "ready", poll() sees EOF instead of waiting
+        if not ready_r.poll(60):
+            raise LabError("the blocked child never said it was ready (60 s)")
+        ready_r.recv()
+        ready_r.close()
+        asleep, _ = wait_status(blocked.pid, {"sleeping", "disk-sleep"}, 5)
+        handles: dict[str, psutil.Process] = {"blocked": psutil.Process(blocked.pid)}
+        blocked_cpu0 = _child_cpu(handles["blocked"])
+        rep.event(f"child {blocked.pid} said 'ready' and called recv(): psutil says {asleep!r}")
         for proc in busy:
             proc.start()
         rep.event(f"started {busy_n} CPU-bound children on {cores} usable core(s) and 1 blocked on recv()")
-        handles = {p.name: psutil.Process(p.pid) for p in [*busy, blocked]}
-        blocked_cpu0 = _child_cpu(handles["blocked"])
+        handles.update({p.name: psutil.Process(p.pid) for p in busy})
         t0 = time.perf_counter()
         while any(p.is_alive() for p in busy):
             for name, handle in handles.items():
@@ -136,8 +194,12 @@ def states(lab: Lab) -> None:
         writer.send("go")
         blocked.join()
         ender.start()
+        ender_parent = os_parent(ender.pid)
         zombie, waited = wait_status(ender.pid, {"zombie"}, 5)
-        rep.event(f"child {ender.pid} returned; not joined yet -> psutil says {zombie!r} after {waited * 1000:.0f} ms")
+        rep.event(
+            f"{ender_method} child {ender.pid} (OS parent {describe_pid(ender_parent)}) returned; not joined yet "
+            f"-> psutil says {zombie!r} after {waited * 1000:.0f} ms"
+        )
         ender.join()
         after = status_of(ender.pid)
         rep.event(f"after join(): {after!r}")
@@ -171,12 +233,29 @@ def states(lab: Lab) -> None:
         f"psutil reported them {'all' if all_running else 'mostly'} 'running' (R)"
         + ("" if busy_n > cores else " (not oversubscribed: busy <= cores)"),
     )
-    rep.claim(
-        "Running -> end: a process that finishes leaves the state diagram",
-        "wrong" if zombie == "zombie" and after == "gone" else "holds",
-        f"a finished child stayed {zombie!r} until its parent joined it, then {after!r}; Linux also has "
-        f"'stopped' (T, seen: {stopped!r}), which the three-state model lacks",
-    )
+    rep.measure("ender_start_method", ender_method)
+    end_claim = "Running -> end: a process that finishes leaves the state diagram"
+    if ender_parent != os.getpid():
+        rep.claim(
+            end_claim,
+            "not-measured",
+            f"the finished {ender_method!r} child's OS parent was {describe_pid(ender_parent)}, not this process: "
+            f"whether it lingers as a zombie depends on that parent, not on us",
+        )
+    elif zombie == "zombie" and after == "gone":
+        rep.claim(
+            end_claim,
+            "wrong",
+            f"a finished {ender_method} child stayed {zombie!r} until its parent joined it, then {after!r}; Linux "
+            f"also has 'stopped' (T, seen: {stopped!r}), which the three-state model lacks",
+        )
+    else:
+        rep.claim(
+            end_claim,
+            "holds",
+            f"a finished {ender_method} child was {zombie!r} before join() and {after!r} after: no lingering "
+            f"state was seen",
+        )
 
 
 def _child_cpu(handle: psutil.Process) -> float:

@@ -198,3 +198,25 @@ def measure(ctx: Any, kind: str, size: int, n: int, mode: str, redis_url: str | 
                 proc.join()
             parent.close()
     return elapsed / max(n, 1)
+
+
+def echo_check(ctx: Any, kind: str, n: int, redis_url: str | None = None) -> int:
+    """How many of n distinct messages a child echoed back unchanged, in order, over a channel of `kind`."""
+    messages = [f"message {i} ".encode() + os.urandom(16) for i in range(n)]
+    matched = 0
+    with channel(ctx, kind, 64, redis_url) as (parent, child):
+        proc = ctx.Process(target=_serve, args=(child, "echo", n), name=f"ipc-check-{kind}")
+        proc.start()
+        try:
+            parent.send(b"warm-up")
+            parent.recv()
+            for msg in messages:
+                parent.send(msg)
+                matched += parent.recv() == msg
+        finally:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+            parent.close()
+    return matched

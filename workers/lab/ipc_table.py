@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import stat
 import time
 from typing import Any
+from urllib.parse import urlparse
+
+import psutil
 
 from workers.errors import LabError
 from workers.lab.base import Lab, experiment, median
-from workers.lab.ipc_bench import KINDS, measure
+from workers.lab.ipc_bench import KINDS, echo_check, measure
 
 CHAPTER: dict[str, str] = {
     "queue": "中 (medium)",
@@ -58,15 +63,17 @@ def ipc_table(lab: Lab) -> None:
             with redis_for(lab.settings.redis_url, lab.settings.state_dir) as (url, where):
                 rep.event(f"network row: {where}")
                 rows = _rows(lab, url)
+                net = _network_check(lab, url)
         except LabError as exc:
             rep.event(f"no Redis for the network row: {exc}")
-            rows = _rows(lab, None)
+            rows, net = _rows(lab, None), None
     else:
-        rows = _rows(lab, None)
+        rows, net = _rows(lab, None), None
     rows.append(_lock_row(lab))
     rep.measure("table", rows)
     rep.measure("method", lab.method)
-    _verdicts(lab, {r["kind"]: r for r in rows})
+    rep.measure("network_check", net)
+    _verdicts(lab, {r["kind"]: r for r in rows}, net)
 
 
 def _rows(lab: Lab, url: str | None) -> list[dict[str, Any]]:
@@ -116,7 +123,7 @@ def _lock_row(lab: Lab) -> dict[str, Any]:
     }
 
 
-def _verdicts(lab: Lab, rows: dict[str, dict[str, Any]]) -> None:
+def _verdicts(lab: Lab, rows: dict[str, dict[str, Any]], net: dict[str, Any] | None) -> None:
     rep, ctx = lab.report, lab.ctx()
     rtt = {k: r["rtt_us"] for k, r in rows.items() if k != "lock"}
     rep.claim(
@@ -139,15 +146,7 @@ def _verdicts(lab: Lab, rows: dict[str, dict[str, Any]]) -> None:
         f"socketpair round trip {rtt['socket']} µs vs Pipe {rtt['pipe']} µs; "
         f"{rows['socket']['msgs_per_s_100B']:,} msgs/s of 100 B",
     )
-    if "redis" in rtt:
-        rep.claim(
-            "sockets carry communication across machines (a network service such as Redis)",
-            "holds" if rtt["redis"] > 0 else "not-measured",
-            f"Redis over TCP round trip {rtt['redis']} µs = {rtt['redis'] / rtt['pipe']:.1f}x a Pipe; "
-            f"{rows['redis']['msgs_per_s_100B']:,} msgs/s of 100 B one per call (BASELINES.md: 142-169 µs)",
-        )
-    else:
-        rep.claim("sockets carry communication across machines", "not-measured", "no Redis for the network row")
+    _network_claims(lab, rows, net)
     a, b = ctx.Pipe()
     q = ctx.Queue()
     kinds = {"Pipe()": _kind_of_fd(a.fileno()), "Queue": _kind_of_fd(q._reader.fileno())}
@@ -172,6 +171,68 @@ def _verdicts(lab: Lab, rows: dict[str, dict[str, Any]]) -> None:
         f"all "
         "message passing that pickles and copies",
     )
+
+
+NETWORK_CHECK_N = 20
+"""Distinct messages echoed over Redis to check that the network row really carried them."""
+
+
+def _is_local_host(host: str | None) -> bool:
+    """True when `host` (of a Redis URL) is this machine: a unix socket, loopback, or one of our addresses."""
+    if not host:
+        return True  # unix socket
+    try:
+        addresses = {str(info[4][0]).split("%")[0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    ours = {addr.address.split("%")[0] for addrs in psutil.net_if_addrs().values() for addr in addrs}
+    return all(ipaddress.ip_address(a).is_loopback or a in ours for a in addresses)
+
+
+def _network_check(lab: Lab, url: str) -> dict[str, Any]:
+    """Echo NETWORK_CHECK_N distinct messages through Redis to a child; where the Redis server is."""
+    parsed = urlparse(url)
+    host = parsed.hostname if parsed.scheme in ("redis", "rediss") else None
+    matched = echo_check(lab.ctx(), "redis", NETWORK_CHECK_N, url)
+    local = _is_local_host(host)
+    lab.report.event(
+        f"Redis at {host or 'a unix socket'} ({'this machine' if local else 'another machine'}): a child echoed "
+        f"{matched} of {NETWORK_CHECK_N} distinct messages back unchanged"
+    )
+    return {"host": host, "local": local, "sent": NETWORK_CHECK_N, "echoed_intact": matched}
+
+
+def _network_claims(lab: Lab, rows: dict[str, dict[str, Any]], net: dict[str, Any] | None) -> None:
+    rep = lab.report
+    across = "sockets carry communication across machines"
+    carries = "a network socket (Redis over TCP) carries messages between processes"
+    if net is None or "redis" not in rows:
+        rep.claim(carries, "not-measured", "no Redis for the network row")
+        rep.claim(across, "not-measured", "no Redis for the network row")
+        return
+    intact = net["echoed_intact"] == net["sent"]
+    redis_rtt, pipe_rtt = rows["redis"]["rtt_us"], rows["pipe"]["rtt_us"]
+    rep.claim(
+        carries,
+        "holds" if intact else "wrong",
+        f"a child echoed {net['echoed_intact']} of {net['sent']} distinct messages back unchanged through Redis "
+        f"at {net['host'] or 'a unix socket'}; round trip {redis_rtt} µs = {redis_rtt / pipe_rtt:.1f}x a Pipe, "
+        f"{rows['redis']['msgs_per_s_100B']:,} msgs/s of 100 B one per call (BASELINES.md: 142-169 µs)",
+    )
+    if net["local"]:
+        rep.claim(
+            across,
+            "not-measured",
+            f"the Redis server is on this machine ({net['host'] or 'unix socket'}): loopback shows nothing about "
+            "other machines; give --redis-url of a Redis on another host to measure it",
+        )
+    else:
+        rep.claim(
+            across,
+            "holds" if intact else "wrong",
+            f"Redis at {net['host']} is not an address of this machine; {net['echoed_intact']} of {net['sent']} "
+            f"messages came back intact, round trip {redis_rtt} µs",
+        )
 
 
 def _poke(shared: Any) -> None:

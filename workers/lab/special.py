@@ -17,8 +17,10 @@ import psutil
 from workers.lab.base import (
     Lab,
     Verdict,
+    describe_pid,
     experiment,
     kill_and_forget,
+    os_parent,
     reaped,
     status_of,
     wait_gone,
@@ -251,13 +253,20 @@ def _rss_of_zombie(pid: int) -> str:
     param_help={"join_timeout": "seconds the managed helper waits before terminating stragglers"},
 )
 def zombie(lab: Lab) -> None:
-    rep, ctx = lab.report, lab.ctx()
+    rep = lab.report
+    ctx = lab.ctx(lab.parentage_method)
+    rep.event(lab.parentage_note())
+    rep.measure("parentage_start_method", lab.parentage_method)
     child = ctx.Process(target=_quick, name="zombie")
     later = ctx.Process(target=_quick, name="later")
     with reaped(child, later):
         child.start()
+        parent = os_parent(child.pid)
         st, waited = wait_status(child.pid, {"zombie"}, 5)
-        rep.event(f"child {child.pid} finished, parent did not join: psutil says {st!r} ({waited * 1000:.0f} ms)")
+        rep.event(
+            f"child {child.pid} (OS parent {describe_pid(parent)}) finished, parent did not join: psutil says "
+            f"{st!r} ({waited * 1000:.0f} ms)"
+        )
         memory = _rss_of_zombie(child.pid)
         rep.event(f"/proc/{child.pid}/status of the zombie: {memory}")
         child.join()
@@ -271,30 +280,44 @@ def zombie(lab: Lab) -> None:
             later.start()
             implicit = status_of(child2.pid)
         rep.event(f"child {child2.pid} was {st2!r}; after starting another Process it is {implicit!r}")
+    rep.measure("child_os_parent", parent)
     rep.measure("status_before_join", st)
     rep.measure("status_after_join", after)
     rep.measure("zombie_memory", memory)
     rep.measure("implicitly_reaped_by_start", implicit == "gone")
-    rep.claim(
-        "a child that ended but was not waited for is a zombie (ps: Z/<defunct>)",
-        "holds" if st == "zombie" else "wrong",
-        f"psutil saw {st!r} for pid {child.pid} before join()",
-        "4.2",
-    )
-    rep.claim(
-        "a zombie holds no memory, only its process-table entry",
-        "holds" if "no VmRSS" in memory else "wrong",
-        memory,
-        "4.2.1",
-    )
-    rep.claim(
-        "join() (wait) removes the zombie",
-        "holds" if st == "zombie" and after == "gone" else "wrong",
-        f"after join(): {after!r}; note multiprocessing also reaps finished children at every "
-        f"Process.start() "
-        f"and active_children() (observed: {st2!r} -> {implicit!r}), so only the last children linger",
-        "4.2.3",
-    )
+    mine = parent == os.getpid()
+    if not mine:
+        why = (
+            f"the child's OS parent was {describe_pid(parent)}, not this process {os.getpid()} "
+            f"({lab.parentage_method!r} start method): only the parent can leave a zombie or reap it"
+        )
+        for claim, section in (
+            ("a child that ended but was not waited for is a zombie (ps: Z/<defunct>)", "4.2"),
+            ("a zombie holds no memory, only its process-table entry", "4.2.1"),
+            ("join() (wait) removes the zombie", "4.2.3"),
+        ):
+            rep.claim(claim, "not-measured", why, section)
+    else:
+        rep.claim(
+            "a child that ended but was not waited for is a zombie (ps: Z/<defunct>)",
+            "holds" if st == "zombie" else "wrong",
+            f"psutil saw {st!r} for pid {child.pid} before join() ({lab.parentage_method} child)",
+            "4.2",
+        )
+        rep.claim(
+            "a zombie holds no memory, only its process-table entry",
+            "holds" if st == "zombie" and "no VmRSS" in memory else "wrong" if st == "zombie" else "not-measured",
+            memory if st == "zombie" else f"no zombie to look at (status {st!r})",
+            "4.2.1",
+        )
+        rep.claim(
+            "join() (wait) removes the zombie",
+            "holds" if st == "zombie" and after == "gone" else "wrong",
+            f"before join(): {st!r}, after join(): {after!r}; note multiprocessing also reaps finished children "
+            f"at every Process.start() and active_children() (observed: {st2!r} -> {implicit!r}), so only the "
+            f"last children linger",
+            "4.2.3",
+        )
     _zombie_orphaned(lab)
     _managed(lab)
 
@@ -338,7 +361,7 @@ def _zombie_orphaned(lab: Lab) -> None:
 
 
 def _managed(lab: Lab) -> None:
-    rep, ctx = lab.report, lab.ctx()
+    rep, ctx = lab.report, lab.ctx(lab.parentage_method)
     timeout = float(lab.p("join_timeout"))
     start = time.perf_counter()
     pids = []
@@ -348,6 +371,7 @@ def _managed(lab: Lab) -> None:
             proc.start()
             procs.append(proc)
             pids.append(proc.pid)
+        parent = os_parent(pids[-1])  # the hanging one is still alive here
     took = time.perf_counter() - start
     codes = [p.exitcode for p in procs]
     left = [pid for pid in pids if status_of(pid) != "gone"]
@@ -356,9 +380,19 @@ def _managed(lab: Lab) -> None:
     )
     rep.measure("managed_exitcodes", codes)
     rep.measure("managed_leftovers", left)
+    claim = "a managed-cleanup context manager leaves no zombie (join, then terminate)"
+    if parent != os.getpid():
+        rep.claim(
+            claim,
+            "not-measured",
+            f"the workers' OS parent was {describe_pid(parent)}, not this process: it, not the helper, reaped them",
+            "4.2.3",
+        )
+        return
     rep.claim(
-        "a managed-cleanup context manager leaves no zombie (join, then terminate)",
+        claim,
         "holds" if not left else "wrong",
-        f"exit codes {codes} (-{int(signal.SIGTERM)} = terminated after {timeout} s); {len(left)} process(es) left",
+        f"exit codes {codes} (-{int(signal.SIGTERM)} = terminated after {timeout} s); {len(left)} process(es) "
+        f"left ({lab.parentage_method} children)",
         "4.2.3",
     )

@@ -117,6 +117,9 @@ def subclass(lab: Lab) -> None:
 # -- 5.4 start methods -----------------------------------------------------------------------------------
 
 
+GUARD_TIMEOUT_S = 30.0
+"""Seconds a guard/no-guard script may run before it is killed (counted as endless recursion)."""
+
 GUARD_SCRIPT = """\
 import multiprocessing as mp, os
 print("module code ran in", os.getpid(), flush=True)
@@ -199,9 +202,10 @@ def start_methods(lab: Lab) -> None:
         rep.event(f"{method:10} start+join: first {cold * 1000:.1f} ms, then median {median(warm) * 1000:.2f} ms")
     rep.measure("start_join_ms", costs)
     rep.measure("default_start_method", default)
-    guard = [_guard_case(m, g, 30) for m, g in (("fork", False), ("spawn", False), ("spawn", True))]
+    cases = (("fork", False), ("spawn", False), ("spawn", True))
+    guard = [_guard_case(m, g, GUARD_TIMEOUT_S) for m, g in cases]
     if "forkserver" in available:
-        guard.insert(2, _guard_case("forkserver", False, 30))
+        guard.insert(2, _guard_case("forkserver", False, GUARD_TIMEOUT_S))
     for g in guard:
         rep.event(
             f"{g['method']:10} {'with' if g['guard'] else 'without'} guard: module code ran in "
@@ -217,13 +221,28 @@ def _verdicts(lab: Lab, costs: dict[str, dict[str, float]], default: str, guard:
     spawn_bad = next(g for g in guard if g["method"] == "spawn" and not g["guard"])
     spawn_ok = next(g for g in guard if g["method"] == "spawn" and g["guard"])
     fork_ok = next((g for g in guard if g["method"] == "fork"), None)
+    runs = spawn_bad["module_code_runs"]
+    if spawn_bad["timed_out"]:
+        endless = (
+            f"the script was still running after {GUARD_TIMEOUT_S:.0f} s and was killed; its main module had run "
+            f"in {runs} process(es)"
+            + (": the re-imports kept creating processes" if runs > 2 else ", so it hung rather than recursed")
+        )
+    elif runs <= 2:
+        endless = (
+            f"the main module ran in {runs} process(es), then the child stopped with "
+            f"{spawn_bad['error'] or 'an error'} (exit {spawn_bad['child_exitcode']}): multiprocessing refuses to "
+            "start a process while a child is still importing; no recursion"
+        )
+    else:
+        endless = (
+            f"the main module ran in {runs} processes before the script ended (exit {spawn_bad['returncode']}): "
+            "each re-import started another process"
+        )
     rep.claim(
         "without `if __name__ == '__main__':` spawn re-imports the main module and creates processes endlessly",
-        "wrong" if not spawn_bad["timed_out"] and spawn_bad["module_code_runs"] <= 2 else "holds",
-        f"the main module ran in {spawn_bad['module_code_runs']} processes, then the child stopped with "
-        f"{spawn_bad['error'] or 'an error'} (exit {spawn_bad['child_exitcode']}): multiprocessing refuses "
-        f"to "
-        "start a process while a child is still importing; no recursion",
+        "holds" if runs > 2 else "not-measured" if spawn_bad["timed_out"] else "wrong",
+        endless,
         "5.4.2",
     )
     needed = spawn_bad["child_exitcode"] not in ("0", None) and spawn_ok["child_exitcode"] == "0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+from workers.errors import LabError
 from workers.lab.base import Lab, experiment, kill_and_forget, status_of, wait_status
 
 PY = sys.executable
@@ -33,11 +35,18 @@ CHAPTER_REALTIME = """
 
 LINES = "import time,sys\nfor i in range(5):\n    print(f'line {{i}}'{flush})\n    time.sleep({gap})\n"
 SPAWNS_GRANDCHILD = (
-    "import subprocess,sys,time\n"
-    "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
+    "import subprocess,sys\n"
+    "p = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'])\n"
     "print(p.pid, flush=True)\n"
-    "time.sleep(30)\n"
+    "sys.stdin.read()\n"
 )
+"""A child that starts a grandchild, prints the grandchild's pid, then waits. Both wait for EOF on the
+stdin they share, so neither ends by itself: the lab ends them by closing the pipe's write end (and
+by killing their process group)."""
+
+RUN_TIMEOUT_TRIES = 3
+"""How often run(timeout) is tried, with a timeout 4x longer each time, when the child was killed before it
+had even reported its grandchild (a machine so loaded that starting Python took longer than the timeout)."""
 
 
 def _env() -> dict[str, str]:
@@ -59,23 +68,86 @@ def _text(data: Any) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else str(data or "")
 
 
-def kill_tree_on_timeout(cmd: list[str], timeout: float) -> dict[str, Any]:
-    """Run `cmd` in its own session; on timeout SIGKILL the whole process group (child and its children)."""
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True) as proc:
+def kill_tree_on_timeout(
+    cmd: list[str], timeout: float, *, stdin: int | None = None, first_line: bool = False
+) -> dict[str, Any]:
+    """Run `cmd` in its own session; on timeout SIGKILL the whole process group (child and its children).
+
+    With `first_line`, the child's first output line is read before the timeout clock starts (a pid it
+    reports, say). Whatever happens, the group is killed before this returns.
+    """
+    proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, bufsize=0, start_new_session=True)
+    assert proc.stdout is not None
+    try:
+        head = _text(proc.stdout.readline()) if first_line else ""
         try:
             out, _ = proc.communicate(timeout=timeout)
-            return {"timed_out": False, "stdout": out, "pid": proc.pid}
+            return {"timed_out": False, "first_line": head, "stdout": head + _text(out), "pid": proc.pid}
         except subprocess.TimeoutExpired as exc:
             os.killpg(proc.pid, signal.SIGKILL)
             out, _ = proc.communicate()
-            return {"timed_out": True, "stdout": _text(exc.stdout) + out, "pid": proc.pid}
+            return {
+                "timed_out": True,
+                "first_line": head,
+                "stdout": head + _text(exc.stdout) + _text(out),
+                "pid": proc.pid,
+            }
+    finally:
+        _killpg(proc.pid)
+        proc.stdout.close()
+        proc.wait()
+
+
+def _killpg(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+class _Tree:
+    """The stdin pipe of a SPAWNS_GRANDCHILD tree, and every process group and pid of it seen.
+
+    `end()` closes the write end (the tree's processes read EOF and exit), SIGKILLs the groups, and
+    waits until the pids it knows are zombies or gone.
+    """
+
+    def __init__(self) -> None:
+        self.stdin, self._w = os.pipe()
+        self.groups: set[int] = set()
+        self.pids: set[int] = set()
+
+    def __enter__(self) -> _Tree:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.end()
+
+    def track(self, pid: int) -> None:
+        self.pids.add(pid)
+        with contextlib.suppress(OSError):
+            self.groups.add(os.getpgid(pid))
+
+    def end(self) -> None:
+        for fd in (self._w, self.stdin):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._w = self.stdin = -1
+        for pgid in self.groups:
+            _killpg(pgid)
+        for pid in self.pids:
+            if wait_status(pid, {"zombie", "gone"}, 5)[0] not in ("zombie", "gone"):
+                kill_and_forget(pid)
+
+
+def _pid_line(text: str) -> int | None:
+    words = text.split()
+    return int(words[0]) if words and words[0].isdigit() else None
 
 
 @experiment(
     "subprocess",
     "7.2",
     "run (capture/input/check/timeout), Popen streaming and stdin, missing program, killing a process tree",
-    params={"timeout_s": 0.5},
+    params={"timeout_s": 1.0},
     param_help={"timeout_s": "timeout given to the long-running child"},
 )
 def subprocess_exp(lab: Lab) -> None:
@@ -160,53 +232,105 @@ def _popen_zombie() -> tuple[str, str]:
 
 
 def _timeouts(lab: Lab) -> dict[str, Any]:
-    rep, timeout = lab.report, float(lab.p("timeout_s"))
-    out: dict[str, Any] = {}
-    try:
-        subprocess.run([PY, "-c", SPAWNS_GRANDCHILD], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        grandchild = int(_text(exc.stdout).split()[0])
-        survivor = status_of(grandchild)
-        rep.event(
-            f"run(timeout={timeout}) -> TimeoutExpired; the child was killed, its child {grandchild} is {survivor!r}"
-        )
-        out["run_timeout"] = {"grandchild": grandchild, "grandchild_status": survivor}
-        kill_and_forget(grandchild)
+    timeout = float(lab.p("timeout_s"))
+    return {
+        "run_timeout": _run_timeout(lab, timeout),
+        "chapter_popen": _chapter_popen(lab, timeout),
+        "killpg": _killpg_case(lab, timeout),
+    }
 
-    # the chapter's Popen pattern: communicate(timeout) -> kill() -> communicate()
-    proc = subprocess.Popen([PY, "-c", SPAWNS_GRANDCHILD], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        grandchild = int(_text(exc.stdout).split()[0])
-        proc.kill()
-        start = time.perf_counter()
+
+def _run_timeout(lab: Lab, timeout: float) -> dict[str, Any]:
+    """subprocess.run(timeout=...) on a child that started a grandchild: what is left after TimeoutExpired."""
+    rep = lab.report
+    tried = []
+    for attempt in range(RUN_TIMEOUT_TRIES):
+        limit = timeout * 4**attempt
+        tried.append(limit)
+        with _Tree() as tree:
+            try:
+                # a new session only so that the cleanup can kill the whole tree; run() kills just the child
+                done = subprocess.run(
+                    [PY, "-c", SPAWNS_GRANDCHILD],
+                    stdin=tree.stdin,
+                    capture_output=True,
+                    timeout=limit,
+                    start_new_session=True,
+                )
+            except subprocess.TimeoutExpired as exc:
+                grandchild = _pid_line(_text(exc.stdout))
+                if grandchild is None:
+                    rep.event(f"run(timeout={limit}) killed the child before it reported its grandchild; again")
+                    continue
+                tree.track(grandchild)
+                survivor = status_of(grandchild)
+                rep.event(
+                    f"run(timeout={limit}) -> TimeoutExpired; the child was killed, its child {grandchild} is "
+                    f"{survivor!r}"
+                )
+                return {"grandchild": grandchild, "grandchild_status": survivor, "timeouts_tried": tried}
+            rep.event(f"run() returned {done.returncode} before the timeout: {_text(done.stderr).strip()[-200:]}")
+            return {"grandchild": None, "grandchild_status": None, "timeouts_tried": tried, "returned": True}
+    return {"grandchild": None, "grandchild_status": None, "timeouts_tried": tried}
+
+
+def _chapter_popen(lab: Lab, timeout: float) -> dict[str, Any]:
+    """The chapter's Popen pattern: communicate(timeout) -> kill() -> communicate()."""
+    rep = lab.report
+    with _Tree() as tree:
+        proc = subprocess.Popen(
+            [PY, "-c", SPAWNS_GRANDCHILD],
+            stdin=tree.stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,  # unbuffered: readline() takes the pid line and nothing more
+            start_new_session=True,  # for the cleanup only: the pattern itself kills just the child
+        )
+        assert proc.stdout is not None
+        tree.track(proc.pid)
         try:
-            proc.communicate(timeout=2)
-            hung = False
-        except subprocess.TimeoutExpired:
-            hung = True
-        waited = time.perf_counter() - start
-        survivor = status_of(grandchild)
-        kill_and_forget(grandchild)
-        proc.communicate()
-        rep.event(
-            f"chapter's Popen timeout: kill() then communicate() "
-            f"{'was still blocked after' if hung else 'took'} "
-            f"{waited:.1f} s: grandchild {grandchild} ({survivor!r}) holds the stdout pipe"
-        )
-        out["chapter_popen"] = {"communicate_blocked": hung, "grandchild_status": survivor}
-
-    tree = kill_tree_on_timeout([PY, "-c", SPAWNS_GRANDCHILD], timeout)
-    grandchild = int(tree["stdout"].split()[0])
-    gone, _ = wait_status(grandchild, {"zombie", "gone"}, 3)
-
+            grandchild = _pid_line(_text(proc.stdout.readline()))  # before the timeout clock starts
+            if grandchild is None:
+                raise LabError("the Popen child exited without reporting its grandchild's pid")
+            tree.track(grandchild)
+            try:
+                proc.communicate(timeout=timeout)
+                raise LabError("the Popen child ended although it waits on stdin")
+            except subprocess.TimeoutExpired:
+                pass
+            proc.kill()
+            try:
+                proc.communicate(timeout=1)
+                hung = False
+            except subprocess.TimeoutExpired:
+                hung = True
+            survivor = status_of(grandchild)
+        finally:
+            tree.end()  # the grandchild reads EOF and exits: it releases the stdout pipe
+            proc.communicate()
     rep.event(
-        f"new session + os.killpg on timeout: child {tree['pid']} {status_of(tree['pid'])!r}, grandchild "
-        f"{grandchild} {gone!r} right after (then reaped by its adopter)"
+        f"chapter's Popen timeout: kill() then communicate() "
+        f"{'was still blocked after 1 s' if hung else 'returned'}: grandchild {grandchild} ({survivor!r}) "
+        f"{'holds' if hung else 'held'} the stdout pipe"
     )
-    out["killpg"] = {"timed_out": tree["timed_out"], "grandchild_status": gone}
-    return out
+    return {"communicate_blocked": hung, "grandchild": grandchild, "grandchild_status": survivor}
+
+
+def _killpg_case(lab: Lab, timeout: float) -> dict[str, Any]:
+    """The fix: a new session, and os.killpg on timeout."""
+    with _Tree() as tree:
+        res = kill_tree_on_timeout([PY, "-c", SPAWNS_GRANDCHILD], timeout, stdin=tree.stdin, first_line=True)
+        grandchild = _pid_line(res["first_line"])
+        if grandchild is None:
+            raise LabError("the killpg child exited without reporting its grandchild's pid")
+        tree.pids.add(grandchild)
+        left, _ = wait_status(grandchild, {"zombie", "gone"}, 3)
+        child_after = status_of(res["pid"])
+    lab.report.event(
+        f"new session + os.killpg on timeout: child {res['pid']} {child_after!r}, grandchild "
+        f"{grandchild} {left!r} right after (then reaped by its adopter)"
+    )
+    return {"timed_out": res["timed_out"], "grandchild": grandchild, "grandchild_status": left}
 
 
 def _verdicts(
