@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
 from typing import Any
 
 from workers.errors import LabError
-from workers.lab.base import Lab, experiment, kill_and_forget, status_of, wait_status
+from workers.lab.base import Lab, experiment, status_of, wait_status
+from workers.lab.proctree import SPAWNS_GRANDCHILD, ProcessTree, kill_tree_on_timeout, pid_line, text_of
 
 PY = sys.executable
 
@@ -34,16 +33,6 @@ CHAPTER_REALTIME = """
     time.sleep(0.5)"""
 
 LINES = "import time,sys\nfor i in range(5):\n    print(f'line {{i}}'{flush})\n    time.sleep({gap})\n"
-SPAWNS_GRANDCHILD = (
-    "import subprocess,sys\n"
-    "p = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'])\n"
-    "print(p.pid, flush=True)\n"
-    "sys.stdin.read()\n"
-)
-"""A child that starts a grandchild, prints the grandchild's pid, then waits. Both wait for EOF on the
-stdin they share, so neither ends by itself: the lab ends them by closing the pipe's write end (and
-by killing their process group)."""
-
 RUN_TIMEOUT_TRIES = 3
 """How often run(timeout) is tried, with a timeout 4x longer each time, when the child was killed before it
 had even reported its grandchild (a machine so loaded that starting Python took longer than the timeout)."""
@@ -62,85 +51,6 @@ def _stream(code: str) -> list[tuple[str, float]]:
         assert proc.stdout is not None
         seen = [(line.strip(), round(time.perf_counter() - start, 3)) for line in proc.stdout]
     return seen
-
-
-def _text(data: Any) -> str:
-    return data.decode(errors="replace") if isinstance(data, bytes) else str(data or "")
-
-
-def kill_tree_on_timeout(
-    cmd: list[str], timeout: float, *, stdin: int | None = None, first_line: bool = False
-) -> dict[str, Any]:
-    """Run `cmd` in its own session; on timeout SIGKILL the whole process group (child and its children).
-
-    With `first_line`, the child's first output line is read before the timeout clock starts (a pid it
-    reports, say). Whatever happens, the group is killed before this returns.
-    """
-    proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, bufsize=0, start_new_session=True)
-    assert proc.stdout is not None
-    try:
-        head = _text(proc.stdout.readline()) if first_line else ""
-        try:
-            out, _ = proc.communicate(timeout=timeout)
-            return {"timed_out": False, "first_line": head, "stdout": head + _text(out), "pid": proc.pid}
-        except subprocess.TimeoutExpired as exc:
-            os.killpg(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate()
-            return {
-                "timed_out": True,
-                "first_line": head,
-                "stdout": head + _text(exc.stdout) + _text(out),
-                "pid": proc.pid,
-            }
-    finally:
-        _killpg(proc.pid)
-        proc.stdout.close()
-        proc.wait()
-
-
-def _killpg(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-class _Tree:
-    """The stdin pipe of a SPAWNS_GRANDCHILD tree, and every process group and pid of it seen.
-
-    `end()` closes the write end (the tree's processes read EOF and exit), SIGKILLs the groups, and
-    waits until the pids it knows are zombies or gone.
-    """
-
-    def __init__(self) -> None:
-        self.stdin, self._w = os.pipe()
-        self.groups: set[int] = set()
-        self.pids: set[int] = set()
-
-    def __enter__(self) -> _Tree:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.end()
-
-    def track(self, pid: int) -> None:
-        self.pids.add(pid)
-        with contextlib.suppress(OSError):
-            self.groups.add(os.getpgid(pid))
-
-    def end(self) -> None:
-        for fd in (self._w, self.stdin):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._w = self.stdin = -1
-        for pgid in self.groups:
-            _killpg(pgid)
-        for pid in self.pids:
-            if wait_status(pid, {"zombie", "gone"}, 5)[0] not in ("zombie", "gone"):
-                kill_and_forget(pid)
-
-
-def _pid_line(text: str) -> int | None:
-    words = text.split()
-    return int(words[0]) if words and words[0].isdigit() else None
 
 
 @experiment(
@@ -247,7 +157,7 @@ def _run_timeout(lab: Lab, timeout: float) -> dict[str, Any]:
     for attempt in range(RUN_TIMEOUT_TRIES):
         limit = timeout * 4**attempt
         tried.append(limit)
-        with _Tree() as tree:
+        with ProcessTree() as tree:
             try:
                 # a new session only so that the cleanup can kill the whole tree; run() kills just the child
                 done = subprocess.run(
@@ -258,7 +168,7 @@ def _run_timeout(lab: Lab, timeout: float) -> dict[str, Any]:
                     start_new_session=True,
                 )
             except subprocess.TimeoutExpired as exc:
-                grandchild = _pid_line(_text(exc.stdout))
+                grandchild = pid_line(text_of(exc.stdout))
                 if grandchild is None:
                     rep.event(f"run(timeout={limit}) killed the child before it reported its grandchild; again")
                     continue
@@ -269,7 +179,7 @@ def _run_timeout(lab: Lab, timeout: float) -> dict[str, Any]:
                     f"{survivor!r}"
                 )
                 return {"grandchild": grandchild, "grandchild_status": survivor, "timeouts_tried": tried}
-            rep.event(f"run() returned {done.returncode} before the timeout: {_text(done.stderr).strip()[-200:]}")
+            rep.event(f"run() returned {done.returncode} before the timeout: {text_of(done.stderr).strip()[-200:]}")
             return {"grandchild": None, "grandchild_status": None, "timeouts_tried": tried, "returned": True}
     return {"grandchild": None, "grandchild_status": None, "timeouts_tried": tried}
 
@@ -277,7 +187,7 @@ def _run_timeout(lab: Lab, timeout: float) -> dict[str, Any]:
 def _chapter_popen(lab: Lab, timeout: float) -> dict[str, Any]:
     """The chapter's Popen pattern: communicate(timeout) -> kill() -> communicate()."""
     rep = lab.report
-    with _Tree() as tree:
+    with ProcessTree() as tree:
         proc = subprocess.Popen(
             [PY, "-c", SPAWNS_GRANDCHILD],
             stdin=tree.stdin,
@@ -289,7 +199,7 @@ def _chapter_popen(lab: Lab, timeout: float) -> dict[str, Any]:
         assert proc.stdout is not None
         tree.track(proc.pid)
         try:
-            grandchild = _pid_line(_text(proc.stdout.readline()))  # before the timeout clock starts
+            grandchild = pid_line(text_of(proc.stdout.readline()))  # before the timeout clock starts
             if grandchild is None:
                 raise LabError("the Popen child exited without reporting its grandchild's pid")
             tree.track(grandchild)
@@ -318,9 +228,9 @@ def _chapter_popen(lab: Lab, timeout: float) -> dict[str, Any]:
 
 def _killpg_case(lab: Lab, timeout: float) -> dict[str, Any]:
     """The fix: a new session, and os.killpg on timeout."""
-    with _Tree() as tree:
+    with ProcessTree() as tree:
         res = kill_tree_on_timeout([PY, "-c", SPAWNS_GRANDCHILD], timeout, stdin=tree.stdin, first_line=True)
-        grandchild = _pid_line(res["first_line"])
+        grandchild = pid_line(res["first_line"])
         if grandchild is None:
             raise LabError("the killpg child exited without reporting its grandchild's pid")
         tree.pids.add(grandchild)
