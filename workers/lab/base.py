@@ -250,15 +250,15 @@ def stop_mp_helpers() -> None:
 
 
 @contextlib.contextmanager
-def reaped(*procs: Any) -> Iterator[None]:
-    """Whatever happens in the block, terminate and join the given multiprocessing processes afterwards."""
+def reaped(*procs: Any, timeout: float = 2) -> Iterator[None]:
+    """Whatever happens in the block, let the given processes end (`timeout` s), then kill and join them."""
     try:
         yield
     finally:
         for proc in procs:
             if proc.pid is None:
                 continue
-            proc.join(timeout=2)
+            proc.join(timeout=timeout)
             if proc.is_alive():
                 proc.kill()
             proc.join()

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers.lab.base import reaped
+
 KINDS: tuple[str, ...] = ("pipe", "queue", "simplequeue", "value", "manager", "socket", "redis")
 """Mechanisms, in the order the IPC table lists them."""
 
@@ -177,7 +179,7 @@ def measure(ctx: Any, kind: str, size: int, n: int, mode: str, redis_url: str | 
     with channel(ctx, kind, size, redis_url) as (parent, child):
         proc = ctx.Process(target=_serve, args=(child, mode, n), name=f"ipc-{kind}")
         proc.start()
-        try:
+        with contextlib.closing(parent), reaped(proc, timeout=30):
             parent.send(payload)
             parent.recv()
             if mode == "echo":
@@ -191,12 +193,6 @@ def measure(ctx: Any, kind: str, size: int, n: int, mode: str, redis_url: str | 
                     parent.send(payload)
                 parent.recv()
             elapsed = time.perf_counter() - start
-        finally:
-            proc.join(timeout=30)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-            parent.close()
     return elapsed / max(n, 1)
 
 
@@ -207,16 +203,10 @@ def echo_check(ctx: Any, kind: str, n: int, redis_url: str | None = None) -> int
     with channel(ctx, kind, 64, redis_url) as (parent, child):
         proc = ctx.Process(target=_serve, args=(child, "echo", n), name=f"ipc-check-{kind}")
         proc.start()
-        try:
+        with contextlib.closing(parent), reaped(proc, timeout=30):
             parent.send(b"warm-up")
             parent.recv()
             for msg in messages:
                 parent.send(msg)
                 matched += parent.recv() == msg
-        finally:
-            proc.join(timeout=30)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-            parent.close()
     return matched

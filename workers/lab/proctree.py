@@ -95,6 +95,6 @@ class ProcessTree:
                 kill_and_forget(pid)
 
 
-def pid_line(text: str) -> int | None:
+def parse_pid(text: str) -> int | None:
     words = text.split()
     return int(words[0]) if words and words[0].isdigit() else None

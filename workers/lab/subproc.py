@@ -10,7 +10,7 @@ from typing import Any
 
 from workers.errors import LabError
 from workers.lab.base import Lab, experiment, status_of, wait_status
-from workers.lab.proctree import SPAWNS_GRANDCHILD, ProcessTree, kill_tree_on_timeout, pid_line, text_of
+from workers.lab.proctree import SPAWNS_GRANDCHILD, ProcessTree, kill_tree_on_timeout, parse_pid, text_of
 
 PY = sys.executable
 
@@ -168,7 +168,7 @@ def _run_timeout(lab: Lab, timeout: float) -> dict[str, Any]:
                     start_new_session=True,
                 )
             except subprocess.TimeoutExpired as exc:
-                grandchild = pid_line(text_of(exc.stdout))
+                grandchild = parse_pid(text_of(exc.stdout))
                 if grandchild is None:
                     rep.event(f"run(timeout={limit}) killed the child before it reported its grandchild; again")
                     continue
@@ -199,7 +199,7 @@ def _chapter_popen(lab: Lab, timeout: float) -> dict[str, Any]:
         assert proc.stdout is not None
         tree.track(proc.pid)
         try:
-            grandchild = pid_line(text_of(proc.stdout.readline()))  # before the timeout clock starts
+            grandchild = parse_pid(text_of(proc.stdout.readline()))  # before the timeout clock starts
             if grandchild is None:
                 raise LabError("the Popen child exited without reporting its grandchild's pid")
             tree.track(grandchild)
@@ -230,7 +230,7 @@ def _killpg_case(lab: Lab, timeout: float) -> dict[str, Any]:
     """The fix: a new session, and os.killpg on timeout."""
     with ProcessTree() as tree:
         res = kill_tree_on_timeout([PY, "-c", SPAWNS_GRANDCHILD], timeout, stdin=tree.stdin, first_line=True)
-        grandchild = pid_line(res["first_line"])
+        grandchild = parse_pid(res["first_line"])
         if grandchild is None:
             raise LabError("the killpg child exited without reporting its grandchild's pid")
         tree.pids.add(grandchild)
