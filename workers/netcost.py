@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import redis
+from rq.utils import str_to_date
 
 from tasks import cpu
 from workers.errors import ConfigError
@@ -37,6 +38,8 @@ class Drain:
     commands: int
     round_trips: int
     wall_s: float
+    drain_s: float
+    """From the first job's start to the last job's end, by the jobs' own timestamps."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class JobCost:
     commands_per_job: float
     round_trips_per_job: float
     jobs_per_s: float
-    """Jobs drained per second, start-up excluded (wall time of the N-job run minus the empty run's)."""
+    """Jobs drained per second, from the first job's start to the last job's end (start-up excluded)."""
 
 
 def _commands(client: redis.Redis) -> int:
@@ -84,13 +87,26 @@ def drain(client: redis.Redis, proxy: LatencyProxy, url: str, kind: WorkerKind, 
             proc.wait()
     wall = time.monotonic() - started
     after_cmds, after_rt = _commands(client) - 1, proxy.stats().round_trips  # minus our own INFO
+    drain_s = _drain_seconds(client, ids)
     left = client.llen(f"rq:queue:{queue}")
     failed = client.zcard(f"rq:failed:{queue}")
     _forget(client, queue, ids)
     if proc.returncode != 0 or left or failed:
         last = (err or "").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
         raise ConfigError(f"{kind} worker did not drain {jobs} jobs ({left} left, {failed} failed): {last[0]}")
-    return Drain(jobs, after_cmds - before_cmds, after_rt - before_rt, wall)
+    return Drain(jobs, after_cmds - before_cmds, after_rt - before_rt, wall, drain_s)
+
+
+def _drain_seconds(client: redis.Redis, ids: list[str]) -> float:
+    if not ids:
+        return 0.0
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(f"rq:job:{job_id}", "started_at", "ended_at")
+        rows = pipe.execute()
+    starts = [str_to_date(s).timestamp() for s, _ in rows if s]
+    ends = [str_to_date(e).timestamp() for _, e in rows if e]
+    return max(ends) - min(starts) if starts and ends else 0.0
 
 
 def _forget(client: redis.Redis, queue: str, ids: list[str]) -> None:
@@ -119,5 +135,5 @@ def job_cost(url: str, kind: WorkerKind, *, jobs: int = 300, batch: int = 1, rtt
         jobs=jobs,
         commands_per_job=(full.commands - empty.commands) / jobs,
         round_trips_per_job=(full.round_trips - empty.round_trips) / jobs,
-        jobs_per_s=jobs / max(full.wall_s - empty.wall_s, 1e-6),
+        jobs_per_s=jobs / full.drain_s if full.drain_s > 0 else float("nan"),
     )
