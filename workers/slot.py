@@ -22,11 +22,11 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.serializers import JSONSerializer
 from rq.utils import now
-from rq.worker import SimpleWorker
 from rq.worker.base import WorkerStatus
 
 from tasks import batch, registry
 from workers import catalog, nodectx
+from workers.lean_worker import LeanWorker
 
 BATCH = registry.name_of(batch.run_batch)
 log = logging.getLogger("mplab.slot")
@@ -54,8 +54,8 @@ class NodeJob(Job):
         return self.runner(self)
 
 
-class SlotWorker(SimpleWorker):
-    """RQ's SimpleWorker with the allow-list, batch hand-off and the node's signal policy."""
+class SlotWorker(LeanWorker):
+    """RQ's non-forking worker (its lean variant) with the allow-list, batch hand-off and the node's signal policy."""
 
     job_class = NodeJob
     hub: Connection | None = None
