@@ -1,10 +1,11 @@
 """What one job costs on the wire: Redis commands and sequential round trips per job, mplab node vs stock RQ.
 
-Method (the same for both workers, in one run): enqueue N trivial jobs, then start the worker in burst
-mode with its Redis traffic through a `LatencyProxy`, and let it drain the queue and exit. Commands come
-from the server's own `INFO commandstats` (nothing else talks to the server meanwhile), round trips from
-the proxy. A burst run over an empty queue measures the fixed cost of starting and stopping, which is
-subtracted, so what remains is per job. Wall time of the drain gives jobs/s at that RTT.
+Method (the same for both kinds, in one run): start the workers (K stock SimpleWorkers, or one mplab node
+with K slots) with their Redis traffic through a `LatencyProxy`, wait until they are registered and idle,
+enqueue N trivial jobs directly, and wait until all have ended. Round trips come from the proxy (only the
+workers go through it); commands from the server's own `INFO commandstats`, less what this process sent
+(the enqueue and its polling). Start-up and shutdown are outside the window, so what is left is per job;
+jobs/s is N over the span from the first job's start to the last one's end.
 """
 
 from __future__ import annotations
@@ -32,21 +33,23 @@ DRAIN_TIMEOUT = 300.0
 
 @dataclass(frozen=True)
 class Drain:
-    """One burst run of a worker over `jobs` queued jobs."""
+    """Warm workers draining `jobs` queued jobs."""
 
     jobs: int
     commands: int
+    """Commands the workers sent (ours, the enqueue and the polling, subtracted)."""
     round_trips: int
-    wall_s: float
+    """Sequential round trips the workers made, counted by the proxy (only they go through it)."""
     drain_s: float
     """From the first job's start to the last job's end, by the jobs' own timestamps."""
 
 
 @dataclass(frozen=True)
 class JobCost:
-    """Per-job cost of one worker kind, the fixed start/stop cost removed."""
+    """Per-job cost of one worker kind with `workers` parallel workers (slots for mplab)."""
 
     worker: WorkerKind
+    workers: int
     batch: int
     rtt_ms: float
     jobs: int
@@ -61,40 +64,91 @@ def _commands(client: redis.Redis) -> int:
     return sum(int(v["calls"]) for v in stats.values())
 
 
-def _worker_cmd(kind: WorkerKind, queue: str, name: str) -> list[str]:
-    if kind == "mplab":
-        return [sys.executable, "-m", "cli", "--queues", queue, "worker", "--burst", "--pool", "1", "--name", name]
-    return [sys.executable, "-m", "rq.cli", "worker", "--burst", "--worker-class", "rq.worker.SimpleWorker",
-            "--serializer", "rq.serializers.JSONSerializer", "--name", name, queue]  # fmt: skip
+def _worker_cmds(kind: WorkerKind, queue: str, workers: int) -> list[list[str]]:
+    if kind == "mplab":  # one node, `workers` slots
+        return [[sys.executable, "-m", "cli", "--queues", queue, "worker", "--pool", str(workers), "--name", queue]]
+    return [[sys.executable, "-m", "rq.cli", "worker", "--worker-class", "rq.worker.SimpleWorker",
+             "--serializer", "rq.serializers.JSONSerializer", "--name", f"{queue}-{i}", queue]
+            for i in range(workers)]  # fmt: skip
 
 
-def drain(client: redis.Redis, proxy: LatencyProxy, url: str, kind: WorkerKind, jobs: int, batch: int) -> Drain:
-    """Enqueue `jobs` trivial jobs (of `batch` tasks each) on a fresh queue and time one burst worker over them."""
+class WarmWorkers:
+    """`workers` registered RQ workers of `kind` on `queue`, talking to Redis through the proxy; always stopped."""
+
+    def __init__(self, kind: WorkerKind, queue: str, workers: int, url: str) -> None:
+        self.kind, self.queue, self.workers = kind, queue, workers
+        self.env = {**os.environ, "REDIS_URL": url, "RQ_REDIS_URL": url}  # never a password in argv
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def __enter__(self) -> WarmWorkers:
+        for cmd in _worker_cmds(self.kind, self.queue, self.workers):
+            self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return self
+
+    def wait_ready(self, client: redis.Redis, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while client.scard(f"rq:workers:{self.queue}") < self.workers:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                raise ConfigError(f"{self.kind} workers did not start on queue {self.queue}")
+            time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def drain(
+    client: redis.Redis, proxy: LatencyProxy, url: str, kind: WorkerKind, jobs: int, batch: int, workers: int = 1
+) -> Drain:
+    """Start warm workers on a fresh queue, enqueue `jobs` trivial jobs (`batch` tasks each), wait until done."""
     queue = f"mplab-netcost-{os.getpid()}-{time.monotonic_ns()}"
-    ids = [j.id for j in enqueue_task_jobs(client, queue, cpu.trivial, [[i] for i in range(jobs * batch)], batch)[0]]
-    # The password travels in the environment, never on a command line.
-    env = {**os.environ, "REDIS_URL": proxy.url(url), "RQ_REDIS_URL": proxy.url(url)}
-    before_cmds, before_rt = _commands(client), proxy.stats().round_trips
-    started = time.monotonic()
-    proc = subprocess.Popen(
-        _worker_cmd(kind, queue, queue), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    ids: list[str] = []
+    enqueue_cmds = _enqueue_commands(client, jobs, batch)
     try:
-        _, err = proc.communicate(timeout=DRAIN_TIMEOUT)
+        with WarmWorkers(kind, queue, workers, proxy.url(url)) as warm:
+            warm.wait_ready(client)
+            time.sleep(0.2)  # let start-up traffic settle
+            rt0, cmd0 = proxy.stats().round_trips, _commands(client)
+            ids = _enqueue(client, queue, jobs, batch)
+            polls = 0
+            deadline = time.monotonic() + DRAIN_TIMEOUT
+            while client.zcard(f"rq:finished:{queue}") + client.zcard(f"rq:failed:{queue}") < jobs:
+                polls += 2
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"{kind} workers did not drain {jobs} jobs in {DRAIN_TIMEOUT:.0f} s")
+                time.sleep(0.01)
+            polls += 2
+            rt1, cmd1 = proxy.stats().round_trips, _commands(client)
+        failed = client.zcard(f"rq:failed:{queue}")
+        if failed:
+            raise ConfigError(f"{failed} of the {kind} workers' jobs failed")
+        # Commands between the snapshots, less the enqueue, our polls and our INFO call.
+        worker_cmds = (cmd1 - cmd0) - enqueue_cmds - polls - 1
+        return Drain(jobs, worker_cmds, rt1 - rt0, _drain_seconds(client, ids))
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    wall = time.monotonic() - started
-    after_cmds, after_rt = _commands(client) - 1, proxy.stats().round_trips  # minus our own INFO
-    drain_s = _drain_seconds(client, ids)
-    left = client.llen(f"rq:queue:{queue}")
-    failed = client.zcard(f"rq:failed:{queue}")
+        _forget(client, queue, ids)
+
+
+def _enqueue(client: redis.Redis, queue: str, jobs: int, batch: int) -> list[str]:
+    made = enqueue_task_jobs(client, queue, cpu.trivial, [[i] for i in range(jobs * batch)], batch)[0]
+    return [job.id for job in made]
+
+
+def _enqueue_commands(client: redis.Redis, jobs: int, batch: int) -> int:
+    """How many commands enqueueing these jobs costs (measured on a queue no worker listens to)."""
+    queue = f"mplab-netcost-dry-{os.getpid()}-{time.monotonic_ns()}"
+    before = _commands(client)
+    ids = _enqueue(client, queue, jobs, batch)
+    spent = _commands(client) - before - 1
     _forget(client, queue, ids)
-    if proc.returncode != 0 or left or failed:
-        last = (err or "").strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
-        raise ConfigError(f"{kind} worker did not drain {jobs} jobs ({left} left, {failed} failed): {last[0]}")
-    return Drain(jobs, after_cmds - before_cmds, after_rt - before_rt, wall, drain_s)
+    return spent
 
 
 def _drain_seconds(client: redis.Redis, ids: list[str]) -> float:
@@ -118,22 +172,24 @@ def _forget(client: redis.Redis, queue: str, ids: list[str]) -> None:
     client.srem("rq:queues", f"rq:queue:{queue}")
 
 
-def job_cost(url: str, kind: WorkerKind, *, jobs: int = 300, batch: int = 1, rtt_ms: float = 0.0) -> JobCost:
+def job_cost(
+    url: str, kind: WorkerKind, *, jobs: int = 300, batch: int = 1, rtt_ms: float = 0.0, workers: int = 1
+) -> JobCost:
     """Commands, round trips and drain rate per job for `kind`, through a proxy adding `rtt_ms`.
 
     Use a Redis nothing else talks to while this runs: every command the server counts is charged.
     """
-    if not 1 <= jobs <= 100_000 or not 1 <= batch <= 1000:
-        raise ConfigError(f"jobs must be in 1..100000 and batch in 1..1000, got {jobs} and {batch}")
+    if not 1 <= jobs <= 100_000 or not 1 <= batch <= 1000 or not 1 <= workers <= 16:
+        raise ConfigError(f"need jobs in 1..100000, batch in 1..1000, workers in 1..16; got {jobs}, {batch}, {workers}")
     with redis.Redis.from_url(url) as client, LatencyProxy.for_url(url, rtt_ms=rtt_ms) as proxy:
-        empty = drain(client, proxy, url, kind, 0, batch)
-        full = drain(client, proxy, url, kind, jobs, batch)
+        run = drain(client, proxy, url, kind, jobs, batch, workers)
     return JobCost(
         worker=kind,
+        workers=workers,
         batch=batch,
         rtt_ms=rtt_ms,
         jobs=jobs,
-        commands_per_job=(full.commands - empty.commands) / jobs,
-        round_trips_per_job=(full.round_trips - empty.round_trips) / jobs,
-        jobs_per_s=jobs / full.drain_s if full.drain_s > 0 else float("nan"),
+        commands_per_job=run.commands / jobs,
+        round_trips_per_job=run.round_trips / jobs,
+        jobs_per_s=jobs / run.drain_s if run.drain_s > 0 else float("nan"),
     )
