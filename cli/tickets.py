@@ -1,30 +1,54 @@
-"""`mplab tickets`: the chapter's ticket sale (6.5), on this host and across worker nodes, counted."""
+"""`mplab tickets`: the chapter's ticket sale (6.5), on this host and across worker nodes, counted.
+
+Every number takes a finite range (shown in `--help`, the limits of `workers.tickets.records`); NaN and
+infinities are refused like any other out-of-range value: one line, exit code 2.
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from rich import box
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cli.base import console, err_console, new_app, print_json, settings_of
 from tasks import tickets
-from workers.errors import ConfigError
+from tasks.tickets import Outcome
 from workers.redis_server import connect, redis_for
 from workers.settings import machine_facts
 from workers.tickets import bench as bench_mod
-from workers.tickets import engine, manage, network
+from workers.tickets import local as local_sale
+from workers.tickets import manage, network
+from workers.tickets import records as r
+from workers.tickets.records import SaleReport, SaleSpec
 
 app = new_app("The chapter's ticket sale (6.5): oversell without a lock, and which locks still hold across hosts.")
 
+
+def finite(value: float) -> float:
+    """Option callback: NaN passes every range check (it compares false), so refuse it here."""
+    if math.isnan(value):
+        raise typer.BadParameter("nan is not a number of seconds")
+    return value
+
+
+def _seconds(help_text: str, low: float, high: float) -> typer.models.OptionInfo:
+    option: typer.models.OptionInfo = typer.Option(help=help_text, min=low, max=high, callback=finite)
+    return option
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output only.")]
-StockOpt = Annotated[int, typer.Option(help="Tickets on sale.")]
-BuyersOpt = Annotated[int, typer.Option(help="Buyers, each trying to buy one ticket.")]
+StockOpt = Annotated[int, typer.Option(help="Tickets on sale.", min=0, max=r.STOCK_MAX)]
 LockTimeoutOpt = Annotated[
-    float, typer.Option(help="redis-lock: seconds before Redis expires a lock whose holder died.")
+    float,
+    _seconds("redis-lock: seconds before Redis expires a lock whose holder died.", 0.001, r.LOCK_TIMEOUT_MAX),
 ]
+SaleIdArg = Annotated[str, typer.Argument(help="Sale id printed by `local` or `submit`.")]
 
 
 @app.command()
@@ -32,28 +56,27 @@ def local(
     ctx: typer.Context,
     mode: Annotated[str, typer.Option(help="unsafe | lock (file store); or a Redis mode, see `submit`.")],
     stock: StockOpt = 5,
-    buyers: BuyersOpt = 7,
-    window: Annotated[float, typer.Option(help="Race window: seconds between a buyer's read and write.")] = (
-        engine.DEFAULT_LOCAL_WINDOW
-    ),
-    file: Annotated[Path | None, typer.Option(help="ticket.json to use (default: under the state dir).")] = None,
-    lock_timeout: LockTimeoutOpt = engine.DEFAULT_LOCK_TIMEOUT,
+    buyers: Annotated[
+        int, typer.Option(help="Buyers, each a process trying to buy one ticket.", min=1, max=r.LOCAL_MAX_BUYERS)
+    ] = 7,
+    window: Annotated[
+        float, _seconds("Race window: seconds between a buyer's read and write.", 0, r.WINDOW_MAX)
+    ] = r.DEFAULT_LOCAL_WINDOW,
+    file: Annotated[
+        Path | None,
+        typer.Option(help="ticket.json to create, in an existing directory (default: under the state dir)."),
+    ] = None,
+    lock_timeout: LockTimeoutOpt = r.DEFAULT_LOCK_TIMEOUT,
     json_out: JsonOpt = False,
 ) -> None:
     """Buyers are processes on this host, released together by a Barrier (the chapter's experiment)."""
-    result = engine.run_local(
-        settings_of(ctx),
-        stock=stock,
-        buyers=buyers,
-        mode=mode,
-        window=window,
-        path=file,
-        lock_timeout=lock_timeout,
-    )
+    spec = SaleSpec(mode=mode, stock=stock, buyers=buyers, window=window, lock_timeout=lock_timeout)
+    result = local_sale.run(settings_of(ctx), spec, path=file)
     if json_out:
         print_json(result)
         return
-    console.print(f"sale [bold]{result['sale_id']}[/bold]: {tickets.MODE_HELP[mode]}")
+    console.print(f"sale [bold]{result['sale_id']}[/bold] ({mode}):")
+    console.print(escape(tickets.MODE_HELP[mode]), soft_wrap=True)
     render_outcomes(result["outcomes"])
     render_summary(result)
 
@@ -63,24 +86,42 @@ def submit(
     ctx: typer.Context,
     mode: Annotated[str, typer.Option(help="naive | host-lock | redis-lock | atomic | watch")],
     stock: StockOpt = 100,
-    buyers: BuyersOpt = 200,
-    per_job: Annotated[int, typer.Option(help="Buyers per RQ job (run on the node's Pool processes).")] = 1,
-    window: Annotated[float, typer.Option(help="Race window: seconds between a buyer's GET and SET.")] = (
-        network.DEFAULT_WINDOW
-    ),
+    buyers: Annotated[
+        int, typer.Option(help="Buyers, each trying to buy one ticket.", min=1, max=r.NETWORK_MAX_BUYERS)
+    ] = 200,
+    per_job: Annotated[
+        int, typer.Option(help="Buyers per RQ job (run on the node's Pool processes).", min=1, max=r.PER_JOB_MAX)
+    ] = 1,
+    window: Annotated[
+        float, _seconds("Race window: seconds between a buyer's GET and SET.", 0, r.WINDOW_MAX)
+    ] = r.DEFAULT_NETWORK_WINDOW,
     party: Annotated[
         int,
         typer.Option(
-            help="Buyers the start barrier waits for (at most --buyers); 0 = the slots of live nodes serving --queue."
+            help="Buyers the start barrier waits for (at most --buyers); 0 = the slots of live nodes serving --queue.",
+            min=0,
+            max=r.NETWORK_MAX_BUYERS,
         ),
     ] = 0,
     queue: Annotated[str, typer.Option(help="Queue to enqueue the buyer jobs on.")] = "default",
-    lock_timeout: LockTimeoutOpt = engine.DEFAULT_LOCK_TIMEOUT,
+    lock_timeout: LockTimeoutOpt = r.DEFAULT_LOCK_TIMEOUT,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the sale to the end and report it.")] = False,
-    timeout: Annotated[float, typer.Option(help="With --wait: give up after this many seconds.")] = 300.0,
+    timeout: Annotated[
+        float, _seconds("With --wait: give up after this many seconds.", 0.1, r.WAIT_TIMEOUT_MAX)
+    ] = r.DEFAULT_WAIT_TIMEOUT,
     json_out: JsonOpt = False,
 ) -> None:
     """Buyers are RQ jobs spread over the worker nodes; the outcome is counted from the sale's ledger."""
+    spec = SaleSpec(
+        mode=mode,
+        stock=stock,
+        buyers=buyers,
+        window=window,
+        lock_timeout=lock_timeout,
+        per_job=per_job,
+        party=party,
+        queue=queue,
+    )
     with Progress(
         TextColumn("[bold]buyers[/bold]"),
         BarColumn(),
@@ -96,48 +137,40 @@ def submit(
         def on_progress(done: int, total: int, sold: int) -> None:
             bar.update(task, completed=done, total=total, sold=sold)
 
-        result = engine.submit(
-            settings_of(ctx),
-            stock=stock,
-            buyers=buyers,
-            mode=mode,
-            per_job=per_job,
-            window=window,
-            lock_timeout=lock_timeout,
-            party=party,
-            queue=queue,
-            wait=wait,
-            timeout=timeout,
-            on_progress=on_progress,
-        )
+        result = network.submit(settings_of(ctx), spec, wait=wait, timeout=timeout, on_progress=on_progress)
     if json_out:
         print_json(result)
         return
     nodes = result["nodes_at_submit"]
     console.print(
         f"sale [bold]{result['sale_id']}[/bold]: {result['buyers']} buyers in {result['jobs']} job(s) "
-        f"on queue {result['queue']!r}, barrier party {result['party']}, "
-        f"live nodes: {', '.join(f'{n} ({s} slots)' for n, s in nodes.items()) or 'none'}"
+        f"on queue {escape(repr(result['queue']))}, barrier party {result['party']}",
+        soft_wrap=True,
+    )
+    console.print(
+        f"live nodes: {escape(', '.join(f'{n} ({s} slots)' for n, s in nodes.items())) or 'none'}", soft_wrap=True
     )
     if not nodes:
         err_console.print(
-            f"[yellow]no live worker node serves queue {result['queue']!r} on this Redis: "
-            "the jobs wait until one starts[/yellow]"
+            f"[yellow]no live worker node serves queue {escape(repr(result['queue']))} on this Redis: "
+            "the jobs wait until one starts[/yellow]",
+            soft_wrap=True,
         )
     if wait:
         render_summary(result)
-        states = result.get("job_states", {})
-        failed = states.get("by_status", {}).get("failed", 0)
-        if failed:
-            err_console.print(f"[yellow]{failed} job(s) failed, e.g.: {states['first_error']}[/yellow]")
+        states = result.get("job_states")
+        failed = states["by_status"].get("failed", 0) if states else 0
+        if states and failed:
+            first = escape(str(states["first_error"]))
+            err_console.print(f"[yellow]{failed} job(s) failed, e.g.: {first}[/yellow]", soft_wrap=True)
     else:
-        console.print(f"follow it with: mplab tickets report {result['sale_id']}")
+        console.print(f"follow it with: mplab tickets report {result['sale_id']}", soft_wrap=True)
 
 
 @app.command()
 def report(
     ctx: typer.Context,
-    sale_id: Annotated[str, typer.Argument(help="Sale id printed by `local` or `submit`.")],
+    sale_id: SaleIdArg,
     rows: Annotated[bool, typer.Option("--rows", help="Also list every buyer's outcome.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -152,14 +185,14 @@ def report(
 
 
 @app.command()
-def reset(ctx: typer.Context, sale_id: Annotated[str, typer.Argument()], json_out: JsonOpt = False) -> None:
+def reset(ctx: typer.Context, sale_id: SaleIdArg, json_out: JsonOpt = False) -> None:
     """Put a sale's stock back and empty its ledger (same id, same parameters)."""
     result = manage.reset(settings_of(ctx), sale_id)
     print_json(result) if json_out else console.print(f"sale {sale_id}: reset to {result['stock']} tickets")
 
 
 @app.command()
-def delete(ctx: typer.Context, sale_id: Annotated[str, typer.Argument()], json_out: JsonOpt = False) -> None:
+def delete(ctx: typer.Context, sale_id: SaleIdArg, json_out: JsonOpt = False) -> None:
     """Delete a sale: its ledger and counter (Redis keys or files)."""
     manage.delete(settings_of(ctx), sale_id)
     print_json({"sale_id": sale_id, "deleted": True}) if json_out else console.print(f"sale {sale_id}: deleted")
@@ -168,13 +201,16 @@ def delete(ctx: typer.Context, sale_id: Annotated[str, typer.Argument()], json_o
 @app.command()
 def bench(
     ctx: typer.Context,
-    attempts: Annotated[int, typer.Option(help="Sequential attempts per mode and repetition.")] = 3000,
-    repeats: Annotated[int, typer.Option(help="Interleaved repetitions (the median is reported).")] = 3,
+    attempts: Annotated[
+        int, typer.Option(help="Sequential attempts per mode and repetition.", min=1, max=r.BENCH_ATTEMPTS_MAX)
+    ] = 3000,
+    repeats: Annotated[
+        int, typer.Option(help="Interleaved repetitions (the median is reported).", min=1, max=r.BENCH_REPEATS_MAX)
+    ] = 3,
     json_out: JsonOpt = False,
 ) -> None:
     """One client, sequential purchase attempts/s per mode, as ratios to the bare GET/SET path."""
-    if attempts < 1 or repeats < 1:
-        raise ConfigError(f"attempts and repeats must be >= 1, got {attempts} and {repeats}")
+    r.check_bench(attempts, repeats)
     settings = settings_of(ctx)
     with redis_for(settings.redis_url, settings.state_dir) as (url, description):
         client = connect(url)
@@ -187,9 +223,10 @@ def bench(
     if json_out:
         print_json(result)
         return
-    table = Table(title=f"one client, {attempts} sequential attempts, median of {repeats} ({description})")
+    console.print(f"on the {escape(description)}", soft_wrap=True)
+    table = Table(title=f"one client, {attempts} sequential attempts, median of {repeats}", box=box.SIMPLE_HEAD)
     for column in ("mode", "attempts/s", "x getset", "x naive"):
-        table.add_column(column, justify="right" if column != "mode" else "left")
+        table.add_column(column, justify="right" if column != "mode" else "left", no_wrap=True)
     for mode, per_s in result["per_s"].items():
         table.add_row(
             mode,
@@ -200,15 +237,17 @@ def bench(
     console.print(table)
 
 
-def render_outcomes(outcomes: list[dict[str, Any]]) -> None:
-    table = Table(title="buyers")
+def render_outcomes(outcomes: list[Outcome]) -> None:
+    """One line per buyer, at any terminal width from 80 columns (and piped): no column wraps."""
+    table = Table(title="buyers", box=box.SIMPLE_HEAD)
     for column in ("buyer", "node", "pid", "read", "outcome"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True, justify="right" if column in ("pid", "read") else "left")
     for row in outcomes:
-        outcome = f"[green]seat {row['seat']}[/green]" if "seat" in row else f"[red]{row.get('reason', '?')}[/red]"
+        seat = row.get("seat")
+        outcome = f"[green]seat {seat}[/green]" if seat is not None else f"[red]{escape(row.get('reason', '?'))}[/red]"
         table.add_row(
-            str(row["buyer"]),
-            str(row.get("node", "")),
+            escape(str(row.get("buyer", "?"))),
+            escape(str(row.get("node", ""))),
             str(row.get("pid", "")),
             str(row.get("read", "")),
             outcome,
@@ -216,35 +255,40 @@ def render_outcomes(outcomes: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-def render_summary(result: dict[str, Any]) -> None:
+def render_summary(result: SaleReport) -> None:
+    """The counted outcome, one fact per line (a label and its count, neither wrapped at 80 columns)."""
     s = result["summary"]
-    table = Table(title=f"sale {result['sale_id']} ({result.get('mode') or result.get('meta', {}).get('mode')})")
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    twice = ", ".join(f"seat {seat} x{n}" for seat, n in list(s["seats_sold_twice_detail"].items())[:8])
-    facts = [
+    mode = result.get("mode") or result.get("meta", {}).get("mode")
+    table = Table(title=f"sale {result['sale_id']} ({escape(str(mode))})", box=box.SIMPLE_HEAD)
+    table.add_column("what", no_wrap=True)
+    table.add_column("count", justify="right", no_wrap=True)
+    facts: list[tuple[str, object]] = [
         ("stock", s["stock"]),
         ("buyers", s["buyers"]),
         ("sold (ledger rows)", s["sold"]),
         ("oversold", s["oversold"]),
-        ("seats sold twice", f"{s['seats_sold_twice']} {('(' + twice + ')') if twice else ''}".strip()),
+        ("seats sold twice", s["seats_sold_twice"]),
+    ]
+    twice = list(s["seats_sold_twice_detail"].items())
+    facts += [(f"  seat {seat} sold", f"{n} times") for seat, n in twice[:8]]
+    if len(twice) > 8:
+        facts.append(("  more seats sold twice", len(twice) - 8))
+    facts += [
         ("final counter", s["final_counter"]),
         ("lost updates (sold - counter drop)", s["lost_updates"]),
         ("failed buyers", s["failed_buyers"]),
         ("missing buyers (no outcome)", s["missing_buyers"]),
     ]
     for node, n in s["sold_per_node"].items():
-        facts.append((f"sold by node {node}", n))
-    for key, label in (
-        ("purchases_per_s", "purchases/s"),
-        ("attempts_per_s", "attempts/s"),
-        ("elapsed_s", "seconds"),
-    ):
-        value = result.get("throughput", {}).get(key)
-        if value is not None:
+        facts.append((f"sold by node {escape(node)}", n))
+    throughput = result.get("throughput", {})
+    rates = {"purchases/s": "purchases_per_s", "attempts/s": "attempts_per_s", "seconds": "elapsed_s"}
+    for label, key in rates.items():
+        value = throughput.get(key)
+        if isinstance(value, float | int):
             facts.append((label, f"{value:,.1f}"))
     for what, value in facts:
         table.add_row(what, str(value))
     console.print(table)
     verdict = "[green]correct[/green]" if s["correct"] else "[red]WRONG: oversold or lost updates[/red]"
-    console.print(f"{s['sold']} sold of {s['stock']} for {s['buyers']} buyers: {verdict}")
+    console.print(f"{s['sold']} sold of {s['stock']} for {s['buyers']} buyers: {verdict}", soft_wrap=True)

@@ -12,7 +12,7 @@ ledger as a seat sold twice.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, TypedDict
 
 FILE_MODES: tuple[str, ...] = ("unsafe", "lock")
 """File store modes: the chapter's 6.5.1 (no lock) and 6.5.2 (multiprocessing.Lock)."""
@@ -51,6 +51,53 @@ return seat
 """Check-and-decrement plus ledger append, executed atomically by Redis; returns the seat or 0 (sold out)."""
 
 
+class Outcome(TypedDict, total=False):
+    """One ledger row (a sale: `seat`) or failure row (no ticket: `reason`) of a buyer."""
+
+    sale: str
+    buyer: str
+    mode: str
+    node: str
+    host: str
+    pid: int
+    time: float
+    seat: int
+    read: int
+    saw: int
+    reason: str
+    error: str
+    released: str | None
+    ok: bool
+    attempts: int
+    lock_wait_s: float
+    lock_lost: bool
+    counter_written: bool
+
+
+class Summary(TypedDict):
+    """Everything a sale's outcome is judged by, counted from its rows (see `summarize`)."""
+
+    stock: int
+    buyers: int
+    sold: int
+    expected_sold: int
+    oversold: int
+    seats_sold_twice: int
+    extra_sales_on_taken_seats: int
+    seats_sold_twice_detail: dict[str, int]
+    distinct_seats: int
+    final_counter: int | None
+    lost_updates: int | None
+    failed_buyers: int
+    failure_reasons: dict[str, int]
+    missing_buyers: int
+    sold_per_node: dict[str, int]
+    sold_per_pid: dict[str, int]
+    first_sale: float | None
+    last_sale: float | None
+    correct: bool
+
+
 def check_mode(mode: str, allowed: tuple[str, ...]) -> str:
     """`mode` if allowed, else ValueError naming the allowed ones."""
     if mode not in allowed:
@@ -77,13 +124,13 @@ def decide(data: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def summarize(
-    sales: list[dict[str, Any]],
-    failures: list[dict[str, Any]],
+    sales: list[Outcome],
+    failures: list[Outcome],
     *,
     stock: int,
     buyers: int,
     final_counter: int | None,
-) -> dict[str, Any]:
+) -> Summary:
     """Everything a sale's outcome is judged by, counted from its ledger rows and failure rows."""
     sold = len(sales)
     per_seat = Counter(int(row["seat"]) for row in sales)
@@ -117,7 +164,7 @@ def summarize(
     }
 
 
-def ledger_row(sale_id: str, buyer: str, mode: str, *, node: str, host: str, pid: int, now: float) -> dict[str, Any]:
+def ledger_row(sale_id: str, buyer: str, mode: str, *, node: str, host: str, pid: int, now: float) -> Outcome:
     """A ledger (or failure) row without its seat: who bought, where, when."""
     return {
         "sale": sale_id,

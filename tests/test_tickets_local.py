@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing as mp
 import os
@@ -18,7 +19,8 @@ from cli.main import app
 from tests.conftest import mplab_cmd
 from workers.errors import ConfigError, NotFound
 from workers.settings import Settings
-from workers.tickets import engine, manage, store_file
+from workers.tickets import local, manage
+from workers.tickets.records import SaleSpec
 from workers.tickets.store_file import FileStore
 
 runner = CliRunner()
@@ -31,7 +33,7 @@ def settings(tmp_path):
 
 @pytest.mark.parametrize("trial", range(3))
 def test_unsafe_sells_seven_of_five_tickets_on_every_run(settings, trial):
-    result = engine.run_local(settings, stock=5, buyers=7, mode="unsafe")
+    result = local.run(settings, SaleSpec(stock=5, buyers=7, mode="unsafe"))
     s = result["summary"]
     assert s["sold"] == 7  # counted from 7 ledger rows, not inferred
     assert s["oversold"] == 2
@@ -44,7 +46,7 @@ def test_unsafe_sells_seven_of_five_tickets_on_every_run(settings, trial):
 
 @pytest.mark.parametrize("trial", range(2))
 def test_lock_sells_exactly_five(settings, trial):
-    result = engine.run_local(settings, stock=5, buyers=7, mode="lock")
+    result = local.run(settings, SaleSpec(stock=5, buyers=7, mode="lock"))
     s = result["summary"]
     assert s["sold"] == 5 and s["oversold"] == 0 and s["seats_sold_twice"] == 0
     assert sorted(row["seat"] for row in result["outcomes"] if "seat" in row) == [1, 2, 3, 4, 5]
@@ -55,7 +57,7 @@ def test_lock_sells_exactly_five(settings, trial):
 
 def test_the_ticket_file_path_is_configurable_and_holds_the_chapters_format(settings, tmp_path):
     path = tmp_path / "ticket.json"
-    result = engine.run_local(settings, stock=3, buyers=4, mode="lock", window=0.01, path=path)
+    result = local.run(settings, SaleSpec(stock=3, buyers=4, mode="lock", window=0.01), path=path)
     assert json.loads(path.read_text()) == {"count": 0}
     rows = [json.loads(line) for line in (tmp_path / "ticket.json.ledger.jsonl").read_text().splitlines()]
     assert sum("seat" in r for r in rows) == 3
@@ -63,7 +65,7 @@ def test_the_ticket_file_path_is_configurable_and_holds_the_chapters_format(sett
 
 
 def test_report_reset_delete_of_a_file_sale(settings):
-    sale = engine.run_local(settings, stock=2, buyers=3, mode="lock", window=0.0)
+    sale = local.run(settings, SaleSpec(stock=2, buyers=3, mode="lock", window=0.0))
     again = manage.report(settings, sale["sale_id"])
     assert again["summary"]["sold"] == 2 and again["summary"]["failed_buyers"] == 1
     manage.reset(settings, sale["sale_id"])
@@ -94,15 +96,8 @@ def test_cli_local_json_then_report_json(tmp_path):
 @pytest.mark.parametrize(
     "args, code, message",
     [
-        (["local", "--mode", "unsafe", "--stock", "-1"], 2, "stock must be >= 0"),
-        (["local", "--mode", "unsafe", "--buyers", "0"], 2, "buyers must be >= 1"),
         (["local", "--mode", "yolo"], 2, "unknown mode 'yolo'"),
-        (["local", "--mode", "unsafe", "--window", "-1"], 2, "window must be >= 0"),
-        (["local", "--mode", "unsafe", "--buyers", "1001"], 2, "at most 1000 buyers"),
         (["local", "--mode", "redis-lock", "--window", "1.5"], 2, "lock timeout (1.0 s) must exceed"),
-        (["submit", "--mode", "atomic", "--per-job", "0"], 2, "per-job must be >= 1"),
-        (["submit", "--mode", "atomic", "--buyers", "0"], 2, "buyers must be >= 1"),
-        (["submit", "--mode", "atomic", "--stock", "-5"], 2, "stock must be >= 0"),
         (["submit", "--mode", "unsafe"], 2, "unknown mode 'unsafe'"),
         (["report", "no-such-sale"], 1, "no-such-sale"),
         (["report", "../../etc"], 1, "no ticket sale"),
@@ -116,6 +111,69 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(tmp_path, args, code, message)
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("stock", -1, "stock must be between 0 and 1000000, got -1"),
+        ("buyers", 0, "buyers must be between 1 and 1000, got 0"),
+        ("buyers", 1001, "buyers must be between 1 and 1000, got 1001"),
+        ("window", -1.0, "window must be between 0 and 60 seconds"),
+        ("window", float("nan"), "got nan"),
+        ("window", float("inf"), "got inf"),
+        ("lock_timeout", float("nan"), "got nan"),
+        ("per_job", 0, "per-job must be between 1 and 1000"),
+        ("party", -1, "party must be between 0 and 1000"),
+        ("mode", "yolo", "unknown mode 'yolo'"),
+    ],
+)
+def test_a_sale_spec_out_of_range_is_refused_before_anything_runs(settings, field, value, message):
+    """Library callers (the lab, compare) get the same finite ranges as the CLI's options."""
+    spec = dataclasses.replace(SaleSpec(mode="unsafe"), **{field: value})
+    with pytest.raises(ConfigError) as err:
+        local.run(settings, spec)
+    assert message in str(err.value)
+    assert not (settings.state_dir / "sales").exists()  # nothing was created
+
+
+def test_a_file_in_a_missing_directory_is_refused_and_no_directory_is_created(tmp_path):
+    missing = tmp_path / "nonexistent" / "d"
+    proc = subprocess.run(
+        mplab_cmd("--state-dir", str(tmp_path / "state"), "tickets", "local", "--mode", "unsafe", "--file",
+                  str(missing / "t.json")),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "is not a directory" in proc.stderr
+    assert not (tmp_path / "nonexistent").exists()
+    assert list((tmp_path / "state").glob("sales/*")) == []
+
+
+def _lines_at_80_columns(*args: str) -> list[str]:
+    env = {**os.environ, "COLUMNS": "80"}
+    proc = subprocess.run(mplab_cmd(*args), capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_the_sale_tables_fit_80_columns_piped_one_line_per_buyer(tmp_path):
+    """Piped (not a terminal) with COLUMNS=80: every buyer row is one line, no number or label cut."""
+    state = str(tmp_path / "state")
+    lines = _lines_at_80_columns("--state-dir", state, "tickets", "local", "--mode", "unsafe", "--buyers", "12",
+                                 "--window", "0.05")  # fmt: skip
+    assert all(len(line) <= 80 for line in lines), "\n".join(lines)
+    assert not any("…" in line for line in lines), "\n".join(lines)
+    for name in ("Alice", "Grace", "buyer-8", "buyer-12"):
+        (row,) = [line for line in lines if line.split() and line.split()[0] == name]
+        assert " local " in row and "seat " in row, row  # node, pid, read and outcome on the buyer's line
+    for label in ("lost updates (sold - counter drop)", "missing buyers (no outcome)", "seats sold twice"):
+        (row,) = [line for line in lines if label in line]
+        assert row.split()[-1].isdigit(), row  # its count is on the same line
+    sale_id = lines[0].split()[1].rstrip(":")
+    report = _lines_at_80_columns("--state-dir", state, "tickets", "report", sale_id, "--rows")
+    assert all(len(line) <= 80 for line in report) and not any("…" in line for line in report)
+    assert sum(1 for line in report if line.split() and line.split()[0].startswith(("buyer-", "Alice"))) == 6
 
 
 def test_a_long_window_is_valid_for_modes_without_a_redis_lock(tmp_path):
@@ -133,7 +191,7 @@ def test_a_relative_file_names_the_same_file_for_reset_and_delete_from_another_d
     a.mkdir()
     b.mkdir()
     monkeypatch.chdir(a)
-    sale = engine.run_local(settings, stock=2, buyers=3, mode="lock", window=0.0, path=Path("ticket.json"))
+    sale = local.run(settings, SaleSpec(stock=2, buyers=3, mode="lock", window=0.0), path=Path("ticket.json"))
     sale_id = sale["sale_id"]
     assert Path(sale["path"]) == (a / "ticket.json").resolve()
 
@@ -159,7 +217,7 @@ def test_a_relative_file_names_the_same_file_for_reset_and_delete_from_another_d
 )
 def test_reset_and_delete_refuse_files_that_are_no_longer_the_sales(settings, tmp_path, replace, message):
     path = tmp_path / "ticket.json"
-    sale = engine.run_local(settings, stock=2, buyers=2, mode="lock", window=0.0, path=path)
+    sale = local.run(settings, SaleSpec(stock=2, buyers=2, mode="lock", window=0.0), path=path)
     target = path if replace == "ticket" else FileStore.at(path).ledger
     target.write_text("my notes, not a ticket sale\n")
     before = {p: p.read_text() for p in (path, FileStore.at(path).ledger)}
@@ -176,8 +234,8 @@ def test_reset_and_delete_refuse_files_that_are_no_longer_the_sales(settings, tm
 def test_a_ticket_file_that_cannot_be_created_leaves_no_sale_behind(settings, tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where a directory would have to be")
-    with pytest.raises(ConfigError, match="cannot create"):
-        engine.run_local(settings, stock=2, buyers=2, mode="lock", window=0.0, path=blocker / "ticket.json")
+    with pytest.raises(ConfigError, match="is not a directory"):
+        local.run(settings, SaleSpec(stock=2, buyers=2, mode="lock", window=0.0), path=blocker / "ticket.json")
     assert list((settings.state_dir / "sales").glob("*")) == []
     assert blocker.read_text() == "a file where a directory would have to be"
 
@@ -196,7 +254,7 @@ def test_a_failing_buyer_records_why_and_exits_1_without_a_traceback(tmp_path, c
         store.path.write_text("{not json")
         reason = "JSONDecodeError"
     args = (str(store.path), "s-fail", 5, "Alice", "unsafe", 0.0, barrier, ctx.Lock())
-    proc = ctx.Process(target=store_file.buyer, args=args)
+    proc = ctx.Process(target=local.file_buyer, args=args)
     proc.start()
     proc.join(60)
     assert proc.exitcode == 1

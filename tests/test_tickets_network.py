@@ -7,6 +7,7 @@ import time
 from workers import defaults
 from workers.heartbeat import node_key
 from workers.tickets import network, store_redis
+from workers.tickets.records import SaleSpec
 
 
 def beat(r, name, *, slots, queues, age=0.0):
@@ -21,18 +22,20 @@ def test_the_party_counts_only_fresh_nodes_serving_the_sales_queue(fake_redis):
     beat(fake_redis, "stale", slots=4, queues="default", age=defaults.STALE_AFTER + 5)
     assert network.live_nodes(fake_redis, "default") == {"fresh": 2}
     assert network.live_nodes(fake_redis, "high") == {"fresh": 2, "other-queue": 8}
-    result = network.submit(
-        fake_redis, "s-party", stock=5, buyers=20, mode="atomic", per_job=1, window=0.0, lock_timeout=1.0,
-        party=0, queue="default",
-    )  # fmt: skip
+    result = network.enqueue_sale(
+        fake_redis,
+        "s-party",
+        SaleSpec(stock=5, buyers=20, mode="atomic", per_job=1, window=0.0, lock_timeout=1.0, party=0, queue="default"),
+    )
     assert result["party"] == 2 and result["nodes_at_submit"] == {"fresh": 2}
 
 
 def test_an_explicit_party_larger_than_the_buyers_is_capped(fake_redis):
-    result = network.submit(
-        fake_redis, "s-cap", stock=5, buyers=3, mode="atomic", per_job=1, window=0.0, lock_timeout=1.0,
-        party=50, queue="default",
-    )  # fmt: skip
+    result = network.enqueue_sale(
+        fake_redis,
+        "s-cap",
+        SaleSpec(stock=5, buyers=3, mode="atomic", per_job=1, window=0.0, lock_timeout=1.0, party=50, queue="default"),
+    )
     assert result["party"] == 3
     assert store_redis.load_meta(fake_redis, "s-cap")["party"] == 3
 

@@ -1,6 +1,6 @@
 """Networked sales on real `mplab worker` nodes over a real redis-server: which locks hold across hosts.
 
-Needs the nodes to import `workers.tickets.jobs` (listed in `workers.catalog`), else they refuse the buyers.
+Needs the nodes to import `workers.tickets.node_job` (listed in `workers.catalog`), else they refuse the buyers.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from workers.settings import Settings
-from workers.tickets import engine, network, store_redis
+from workers.tickets import network, store_redis
+from workers.tickets.records import SaleSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
@@ -31,17 +32,8 @@ def two_nodes(nodes):
 
 def sale(redis_url, tmp_path, mode, *, stock, buyers, per_job=1, window=0.02, **kw):
     settings = Settings(redis_url=redis_url, state_dir=tmp_path / "state")
-    result = engine.submit(
-        settings,
-        stock=stock,
-        buyers=buyers,
-        mode=mode,
-        per_job=per_job,
-        window=window,
-        wait=True,
-        timeout=90,
-        **kw,
-    )
+    spec = SaleSpec(mode=mode, stock=stock, buyers=buyers, per_job=per_job, window=window, **kw)
+    result = network.submit(settings, spec, wait=True, timeout=90)
     assert result["job_states"]["by_status"] == {"finished": result["jobs"]}, result["job_states"]
     return result
 
@@ -105,12 +97,20 @@ def test_batches_of_buyers_run_on_the_nodes_pool_processes(two_nodes, redis_url,
 
 
 def test_concurrent_sales_on_the_same_nodes_never_collide(two_nodes, redis_url, tmp_path, real_redis):
-    first = network.submit(real_redis, "s-one", stock=5, buyers=30, mode="atomic", per_job=1, window=0.0,
-                           lock_timeout=1.0, party=0, queue="default")  # fmt: skip
-    second = network.submit(real_redis, "s-two", stock=7, buyers=30, mode="redis-lock", per_job=1, window=0.0,
-                            lock_timeout=1.0, party=0, queue="default")  # fmt: skip
-    one = network.wait(real_redis, first["sale_id"], timeout=90)
-    two = network.wait(real_redis, second["sale_id"], timeout=90)
+    first = network.enqueue_sale(
+        real_redis,
+        "s-one",
+        SaleSpec(stock=5, buyers=30, mode="atomic", per_job=1, window=0.0, lock_timeout=1.0, party=0, queue="default"),
+    )
+    second = network.enqueue_sale(
+        real_redis,
+        "s-two",
+        SaleSpec(
+            stock=7, buyers=30, mode="redis-lock", per_job=1, window=0.0, lock_timeout=1.0, party=0, queue="default"
+        ),
+    )
+    one = network.follow(real_redis, first["sale_id"], timeout=90)
+    two = network.follow(real_redis, second["sale_id"], timeout=90)
     assert_exact(one, 5, 30)
     assert_exact(two, 7, 30)
     assert {row["sale"] for row in one["outcomes"]} == {"s-one"}
@@ -136,8 +136,13 @@ def test_cli_submit_wait_shows_summary_and_nodes(two_nodes, redis_url, tmp_path)
 
 def test_redis_lock_holder_on_a_node_killed_mid_purchase(two_nodes, redis_url, tmp_path, real_redis):
     """SIGKILL the node process that holds the sale's redis-py Lock: it expires, the other buyers go on."""
-    info = network.submit(real_redis, "s-kill", stock=6, buyers=12, mode="redis-lock", per_job=1, window=0.5,
-                          lock_timeout=2.0, party=0, queue="default")  # fmt: skip
+    info = network.enqueue_sale(
+        real_redis,
+        "s-kill",
+        SaleSpec(
+            stock=6, buyers=12, mode="redis-lock", per_job=1, window=0.5, lock_timeout=2.0, party=0, queue="default"
+        ),
+    )
     holder_key = store_redis.SaleKeys(info["sale_id"]).key("holder")
     deadline = time.monotonic() + 60
     while (raw := real_redis.get(holder_key)) is None:

@@ -17,7 +17,8 @@ from cli.main import app
 from tasks import tickets
 from workers.errors import NotFound
 from workers.settings import Settings
-from workers.tickets import buying, engine, manage, network, store_redis
+from workers.tickets import local, manage, network, records, redis_buyer, store_redis
+from workers.tickets.records import SaleSpec
 
 pytestmark = pytest.mark.integration
 runner = CliRunner()
@@ -33,7 +34,7 @@ def seats(result):
 
 
 def test_naive_get_set_oversells_with_buyers_released_together(settings):
-    result = engine.run_local(settings, stock=5, buyers=12, mode="naive", window=0.05)
+    result = local.run(settings, SaleSpec(stock=5, buyers=12, mode="naive", window=0.05))
     s = result["summary"]
     assert s["sold"] == 12 and s["oversold"] == 7  # everyone read 5 > 0
     assert s["seats_sold_twice"] >= 1
@@ -41,7 +42,7 @@ def test_naive_get_set_oversells_with_buyers_released_together(settings):
 
 
 def test_host_lock_on_one_host_is_correct(settings):
-    result = engine.run_local(settings, stock=5, buyers=12, mode="host-lock", window=0.01)
+    result = local.run(settings, SaleSpec(stock=5, buyers=12, mode="host-lock", window=0.01))
     s = result["summary"]
     assert s["sold"] == 5 and s["oversold"] == 0 and s["seats_sold_twice"] == 0
     assert seats(result) == [1, 2, 3, 4, 5]
@@ -49,7 +50,7 @@ def test_host_lock_on_one_host_is_correct(settings):
 
 @pytest.mark.parametrize("mode", ["redis-lock", "atomic", "watch"])
 def test_safe_modes_sell_exactly_the_stock_when_buyers_outnumber_it_tenfold(settings, real_redis, mode):
-    result = engine.run_local(settings, stock=4, buyers=40, mode=mode, window=0.005)
+    result = local.run(settings, SaleSpec(stock=4, buyers=40, mode=mode, window=0.005))
     s = result["summary"]
     assert s["sold"] == 4 and s["oversold"] == 0 and s["seats_sold_twice"] == 0
     assert seats(result) == [1, 2, 3, 4]
@@ -61,7 +62,7 @@ def test_safe_modes_sell_exactly_the_stock_when_buyers_outnumber_it_tenfold(sett
 
 
 def test_stock_zero_sells_nothing(settings):
-    result = engine.run_local(settings, stock=0, buyers=3, mode="atomic", window=0.0)
+    result = local.run(settings, SaleSpec(stock=0, buyers=3, mode="atomic", window=0.0))
     assert result["summary"]["sold"] == 0 and result["summary"]["failed_buyers"] == 3
 
 
@@ -76,13 +77,13 @@ def _stalled_buyer(url, sale_id):
         def sleep(seconds):
             time.sleep(3600)
 
-    store_redis.time = Stall()
-    buying.buy(redis.Redis.from_url(url), sale_id, "victim", align=lambda: None)
+    redis_buyer.time = Stall()
+    redis_buyer.buy(redis.Redis.from_url(url), sale_id, "victim", align=lambda: None)
 
 
 @pytest.mark.slow
 def test_redis_lock_holder_killed_mid_purchase_lock_expires_and_the_sale_goes_on(redis_url, real_redis):
-    sale_id = engine.new_sale_id()
+    sale_id = records.new_sale_id()
     # lock timeout 10 s: the dead holder's lock must still be there when checked right after the kill
     params = store_redis.SaleParams(sale_id, 5, "redis-lock", 0.01, 1, 10.0, 5.0)
     store_redis.create_sale(real_redis, params, buyers=8, extra={"store": "redis", "where": "local"})
@@ -103,7 +104,7 @@ def test_redis_lock_holder_killed_mid_purchase_lock_expires_and_the_sale_goes_on
     assert victim.exitcode == -signal.SIGKILL
     assert real_redis.pttl(k.lock) > 0  # the dead holder's lock is still there...
 
-    result = engine.run_buyers(ctx, redis_url, real_redis, sale_id, tickets.buyer_names(7))
+    result = local.run_redis_buyers(ctx, redis_url, real_redis, sale_id, tickets.buyer_names(7))
 
     assert real_redis.exists(k.lock) == 0  # ...until it expired and the others went on
     assert real_redis.exists(k.key("holder")) == 0  # each later holder cleared its entry before releasing
@@ -116,8 +117,8 @@ def test_redis_lock_holder_killed_mid_purchase_lock_expires_and_the_sale_goes_on
 
 
 def test_sales_have_their_own_namespace_reset_and_delete(settings, real_redis):
-    first = engine.run_local(settings, stock=3, buyers=5, mode="atomic", window=0.0)
-    second = engine.run_local(settings, stock=2, buyers=5, mode="atomic", window=0.0)
+    first = local.run(settings, SaleSpec(stock=3, buyers=5, mode="atomic", window=0.0))
+    second = local.run(settings, SaleSpec(stock=2, buyers=5, mode="atomic", window=0.0))
     assert first["sale_id"] != second["sale_id"]
     assert manage.report(settings, first["sale_id"])["summary"]["sold"] == 3
     assert manage.report(settings, second["sale_id"])["summary"]["sold"] == 2
@@ -165,13 +166,13 @@ def test_bench_measures_every_mode_and_states_ratios(real_redis):
 
 
 def test_a_local_buyer_whose_start_barrier_breaks_records_why_and_exits_1_quietly(redis_url, real_redis, capfd):
-    sale_id = engine.new_sale_id()
+    sale_id = records.new_sale_id()
     params = store_redis.SaleParams(sale_id, 5, "atomic", 0.0, 1, 1.0, 5.0)
     store_redis.create_sale(real_redis, params, buyers=1, extra={"store": "redis", "where": "local"})
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(2)
     barrier.abort()
-    proc = ctx.Process(target=engine.local_redis_buyer, args=(redis_url, sale_id, "Alice", barrier, ctx.Lock()))
+    proc = ctx.Process(target=local.redis_buyer_process, args=(redis_url, sale_id, "Alice", barrier, ctx.Lock()))
     proc.start()
     proc.join(60)
     assert proc.exitcode == 1
@@ -182,12 +183,12 @@ def test_a_local_buyer_whose_start_barrier_breaks_records_why_and_exits_1_quietl
 
 
 def test_a_crash_after_the_sale_is_not_counted_as_a_failure_too(real_redis):
-    sale_id = engine.new_sale_id()
+    sale_id = records.new_sale_id()
     params = store_redis.SaleParams(sale_id, 5, "atomic", 0.0, 1, 1.0, 5.0)
     store_redis.create_sale(real_redis, params, buyers=2, extra={"store": "redis", "where": "local"})
-    buying.buy(real_redis, sale_id, "Alice", align=lambda: None)  # sold: its ledger row is written
-    assert not buying.record_crash(real_redis, sale_id, "Alice", ConnectionError("after the sale"))
-    assert buying.record_crash(real_redis, sale_id, "Bob", ConnectionError("before anything"))
+    redis_buyer.buy(real_redis, sale_id, "Alice", align=lambda: None)  # sold: its ledger row is written
+    assert not redis_buyer.record_crash(real_redis, sale_id, "Alice", ConnectionError("after the sale"))
+    assert redis_buyer.record_crash(real_redis, sale_id, "Bob", ConnectionError("before anything"))
     sales, failures = store_redis.rows(real_redis, sale_id)
     assert [row["buyer"] for row in sales] == ["Alice"]
     assert [(row["buyer"], row["reason"]) for row in failures] == [("Bob", "ConnectionError")]
@@ -199,7 +200,7 @@ def test_bench_leaves_no_sale_behind_when_interrupted(real_redis, monkeypatch):
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(buying.ATTEMPTS, "watch", interrupted)
+    monkeypatch.setitem(redis_buyer.ATTEMPTS, "watch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         bench.run(real_redis, attempts=50, repeats=2)
     assert store_redis.list_sales(real_redis) == []

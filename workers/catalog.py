@@ -7,7 +7,7 @@ import importlib
 from tasks import registry
 
 # Worker-side modules whose @registry.entrypoint functions nodes may run.
-WORKER_JOB_MODULES: tuple[str, ...] = ("workers.lab.jobs", "workers.tickets.jobs")
+WORKER_JOB_MODULES: tuple[str, ...] = ("workers.lab.jobs", "workers.tickets.node_job")
 
 
 def load() -> list[str]:

@@ -15,13 +15,13 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import redis
 
 from tasks import tickets
 from workers.errors import ResultMismatch
-from workers.tickets import buying, store_redis
+from workers.tickets import redis_buyer, store_redis
+from workers.tickets.records import BenchResult, check_bench
 
 MODES: tuple[str, ...] = ("ping", "getset", "naive", "host-lock", "redis-lock", "atomic", "watch")
 """Measured paths: `ping` is the one-round-trip ceiling of this client and machine; `getset` is the bare
@@ -49,14 +49,14 @@ def _attempt_fn(r: redis.Redis, mode: str, sale_id: str, stock: int) -> Callable
         return getset
     if mode == "host-lock":
         lock = threading.Lock()  # uncontended: what one client pays for taking a host lock
-        naive = buying.ATTEMPTS["naive"]
+        naive = redis_buyer.ATTEMPTS["naive"]
 
         def locked() -> object:
             with lock:
                 return naive(r, k, params, row)
 
         return locked
-    attempt = buying.ATTEMPTS[mode]
+    attempt = redis_buyer.ATTEMPTS[mode]
     return lambda: attempt(r, k, params, row)
 
 
@@ -71,8 +71,9 @@ def _discard(r: redis.Redis, sale_ids: list[str]) -> None:
     pipe.execute()
 
 
-def run(r: redis.Redis, *, attempts: int = 3000, repeats: int = 3) -> dict[str, Any]:
+def run(r: redis.Redis, *, attempts: int = 3000, repeats: int = 3) -> BenchResult:
     """Median attempts/s per mode over `repeats` rounds, and ratios to the GET/SET and naive paths."""
+    check_bench(attempts, repeats)
     runs: dict[str, list[float]] = {mode: [] for mode in MODES}
     created: list[str] = []
     try:

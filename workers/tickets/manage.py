@@ -8,7 +8,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import redis
 
@@ -17,6 +17,7 @@ from workers.errors import ConfigError, LabError, NotFound
 from workers.redis_server import connect, read_state, redis_for
 from workers.settings import Settings, machine_facts
 from workers.tickets import network, store_redis
+from workers.tickets.records import SaleChange, SaleMeta, SaleReport
 from workers.tickets.store_file import FileStore
 
 _SALE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -33,14 +34,14 @@ def sale_dir(settings: Settings, sale_id: str) -> Path:
     return settings.state_dir / "sales" / sale_id
 
 
-def _file_sale(settings: Settings, sale_id: str) -> tuple[dict[str, Any], FileStore] | None:
+def _file_sale(settings: Settings, sale_id: str) -> tuple[SaleMeta, FileStore] | None:
     """The file sale's meta and store, or None when `sale_id` is not a file sale of this state dir."""
     home = sale_dir(settings, check_sale_id(sale_id))
     meta_path = home / "meta.json"
     if not meta_path.is_file():
         return None
     try:
-        meta: dict[str, Any] = json.loads(meta_path.read_text())
+        meta = cast(SaleMeta, json.loads(meta_path.read_text()))
         path = Path(meta["path"])
     except (OSError, ValueError, KeyError, TypeError):
         raise LabError(f"ticket sale {sale_id!r}: its {meta_path} is unreadable") from None
@@ -83,7 +84,7 @@ def _is_row_of(line: str, sale_id: str) -> bool:
     return isinstance(row, dict) and row.get("sale") == sale_id
 
 
-def report(settings: Settings, sale_id: str) -> dict[str, Any]:
+def report(settings: Settings, sale_id: str) -> SaleReport:
     """Re-read a sale's ledger and count its outcome."""
     found = _file_sale(settings, sale_id)
     if found is not None:
@@ -95,8 +96,14 @@ def report(settings: Settings, sale_id: str) -> dict[str, Any]:
         summary = tickets.summarize(
             sales, failures, stock=int(meta["stock"]), buyers=int(meta["buyers"]), final_counter=store.count()
         )
-        result = {"sale_id": sale_id, "store": "file", "mode": meta["mode"], "meta": meta, "summary": summary}
-        result["outcomes"] = sales + failures
+        result: SaleReport = {
+            "sale_id": sale_id,
+            "store": "file",
+            "mode": meta["mode"],
+            "meta": meta,
+            "summary": summary,
+            "outcomes": sales + failures,
+        }
     else:
         with _redis(settings, sale_id) as r:
             result = network.report(r, sale_id)
@@ -104,7 +111,7 @@ def report(settings: Settings, sale_id: str) -> dict[str, Any]:
     return result
 
 
-def reset(settings: Settings, sale_id: str) -> dict[str, Any]:
+def reset(settings: Settings, sale_id: str) -> SaleChange:
     """Put the stock back and empty the ledger; the sale id and parameters stay."""
     found = _file_sale(settings, sale_id)
     if found is not None:
@@ -116,11 +123,11 @@ def reset(settings: Settings, sale_id: str) -> dict[str, Any]:
             raise LabError(f"ticket sale {sale_id!r}: cannot reset {store.path}: {exc.strerror or exc}") from None
         return {"sale_id": sale_id, "store": "file", "reset": True, "stock": meta["stock"]}
     with _redis(settings, sale_id) as r:
-        meta = store_redis.reset_sale(r, sale_id)
-        return {"sale_id": sale_id, "store": "redis", "reset": True, "stock": meta["stock"]}
+        stored = store_redis.reset_sale(r, sale_id)
+        return {"sale_id": sale_id, "store": "redis", "reset": True, "stock": stored["stock"]}
 
 
-def delete(settings: Settings, sale_id: str) -> dict[str, Any]:
+def delete(settings: Settings, sale_id: str) -> SaleChange:
     """Remove the sale: its files, or its Redis keys."""
     found = _file_sale(settings, sale_id)
     if found is not None:

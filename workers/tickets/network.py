@@ -1,4 +1,4 @@
-"""Networked sales: enqueue buyer jobs for the worker nodes, follow them, count from the ledger."""
+"""Networked sales: buyers are RQ jobs on the worker nodes; enqueue them, follow them, count from the ledger."""
 
 from __future__ import annotations
 
@@ -18,12 +18,25 @@ from tasks.registry import name_of
 from workers import defaults
 from workers.errors import LabError
 from workers.heartbeat import read_nodes
+from workers.redis_server import connect, redis_for
+from workers.settings import Settings, machine_facts
 from workers.tickets import store_redis
-from workers.tickets.jobs import BUY
+from workers.tickets.node_job import BUY
+from workers.tickets.records import (
+    DEFAULT_NETWORK_WINDOW,
+    DEFAULT_WAIT_TIMEOUT,
+    NETWORK_MAX_BUYERS,
+    JobStates,
+    SaleMeta,
+    SaleReport,
+    SaleSpec,
+    Throughput,
+    check_wait_timeout,
+    new_sale_id,
+)
 
-DEFAULT_WINDOW = 0.02
-"""Seconds between a networked buyer's GET and its SET: long against a Redis round trip (~0.15 ms), short
-enough that 200 buyers finish in seconds."""
+DEFAULT_WINDOW = DEFAULT_NETWORK_WINDOW
+"""Compatibility name for `workers/compare/tickets.py` (use `records.DEFAULT_NETWORK_WINDOW`)."""
 
 BARRIER_TIMEOUT = 3.0
 """Seconds a networked buyer waits at the start barrier for its party before going on alone."""
@@ -51,25 +64,44 @@ def auto_party(buyers: int, nodes: dict[str, int]) -> int:
 
 
 def submit(
-    r: redis.Redis,
-    sale_id: str,
+    settings: Settings,
+    spec: SaleSpec,
     *,
-    stock: int,
-    buyers: int,
-    mode: str,
-    per_job: int,
-    window: float,
-    lock_timeout: float,
-    party: int,
-    queue: str,
-) -> dict[str, Any]:
-    """Create the sale, then enqueue its buyers (one job per `per_job` buyers) in one pipeline."""
-    nodes = live_nodes(r, queue)
-    party = min(party, buyers) if party else auto_party(buyers, nodes)  # more would wait for buyers never coming
-    params = store_redis.SaleParams(sale_id, stock, mode, window, party, lock_timeout, BARRIER_TIMEOUT)
+    wait: bool = False,
+    timeout: float = DEFAULT_WAIT_TIMEOUT,
+    on_progress: Callable[[int, int, int], None] | None = None,
+) -> SaleReport:
+    """Create a Redis sale and enqueue its buyers; with `wait`, follow it to the end and report it.
+
+    The worker nodes must reach the sale's Redis, so a private embedded one (gone with this command,
+    unreachable for any node) is refused, with `--wait` too: it would only wait for nothing.
+    """
+    spec.check(tickets.REDIS_MODES, max_buyers=NETWORK_MAX_BUYERS)
+    check_wait_timeout(timeout)
+    settings.check_queue(spec.queue)
+    shared_for = "`tickets submit`" + (" --wait (no worker node could reach a private Redis)" if wait else "")
+    with redis_for(settings.redis_url, settings.state_dir, shared_for=shared_for) as (url, description):
+        with connect(url) as r:
+            result = enqueue_sale(r, new_sale_id(), spec)
+            result["redis"] = description
+            if wait:
+                result.update(follow(r, result["sale_id"], timeout=timeout, on_progress=on_progress))
+    result["machine"] = machine_facts(settings.start_method)
+    return result
+
+
+def enqueue_sale(r: redis.Redis, sale_id: str, spec: SaleSpec) -> SaleReport:
+    """Create the sale, then enqueue its buyers (one job per `spec.per_job` buyers) in one pipeline."""
+    nodes = live_nodes(r, spec.queue)
+    buyers, per_job = spec.buyers, spec.per_job
+    # more than `buyers` would wait for buyers never coming
+    party = min(spec.party, buyers) if spec.party else auto_party(buyers, nodes)
+    params = store_redis.SaleParams(
+        sale_id, spec.stock, spec.mode, spec.window, party, spec.lock_timeout, BARRIER_TIMEOUT
+    )
     names = tickets.buyer_names(buyers)
     chunks = [names[i : i + per_job] for i in range(0, buyers, per_job)]
-    extra = {"store": "redis", "where": "nodes", "per_job": per_job, "queue": queue, "jobs": len(chunks)}
+    extra: SaleMeta = {"store": "redis", "where": "nodes", "per_job": per_job, "queue": spec.queue, "jobs": len(chunks)}
     store_redis.create_sale(r, params, buyers=buyers, extra={**extra, "nodes_at_submit": nodes})
     datas = []
     for i, chunk in enumerate(chunks):
@@ -88,7 +120,7 @@ def submit(
                 description=f"ticket sale {sale_id}: {len(chunk)} buyer(s) from {chunk[0]}",
             )
         )
-    q = Queue(queue, connection=r, serializer=JSONSerializer)
+    q = Queue(spec.queue, connection=r, serializer=JSONSerializer)
     submitted = time.time()
     with r.pipeline() as pipe:
         jobs = q.enqueue_many(datas, pipeline=pipe)
@@ -97,14 +129,14 @@ def submit(
     store_redis.set_meta(r, sale_id, submitted=submitted)
     return {
         "sale_id": sale_id,
-        "mode": mode,
-        "stock": stock,
+        "mode": spec.mode,
+        "stock": spec.stock,
         "buyers": buyers,
         "per_job": per_job,
         "jobs": len(jobs),
-        "queue": queue,
+        "queue": spec.queue,
         "party": party,
-        "window_s": window,
+        "window_s": spec.window,
         "nodes_at_submit": nodes,
         "enqueue_s": time.time() - submitted,
     }
@@ -114,7 +146,7 @@ def job_ids(r: redis.Redis, sale_id: str) -> list[str]:
     return [x.decode() for x in r.lrange(store_redis.SaleKeys(sale_id).jobs, 0, -1)]  # type: ignore[union-attr]
 
 
-def job_states(r: redis.Redis, sale_id: str) -> dict[str, Any]:
+def job_states(r: redis.Redis, sale_id: str) -> JobStates:
     """How the sale's jobs stand (counts per status) and the first failure's last line."""
     ids = job_ids(r, sale_id)
     counts: Counter[str] = Counter()
@@ -133,13 +165,13 @@ def job_states(r: redis.Redis, sale_id: str) -> dict[str, Any]:
     return {"total": len(ids), "by_status": dict(sorted(counts.items())), "first_error": first_error}
 
 
-def wait(
+def follow(
     r: redis.Redis,
     sale_id: str,
     *,
     timeout: float,
     on_progress: Callable[[int, int, int], None] | None = None,
-) -> dict[str, Any]:
+) -> SaleReport:
     """Follow the sale until every buyer has an outcome (or all its jobs ended); then its report."""
     meta = store_redis.load_meta(r, sale_id)
     buyers = int(meta["buyers"])
@@ -166,7 +198,7 @@ def wait(
     return report(r, sale_id)
 
 
-def report(r: redis.Redis, sale_id: str) -> dict[str, Any]:
+def report(r: redis.Redis, sale_id: str) -> SaleReport:
     """The sale's counted outcome from its ledger, plus throughput and (for networked sales) its jobs."""
     meta = store_redis.load_meta(r, sale_id)
     sales, failures = store_redis.rows(r, sale_id)
@@ -179,7 +211,7 @@ def report(r: redis.Redis, sale_id: str) -> dict[str, Any]:
     )
     times = [float(row["time"]) for row in sales + failures]
     start = meta.get("submitted") or meta.get("created")
-    throughput: dict[str, Any] = {}
+    throughput: Throughput = {}
     if times and start:
         elapsed = max(max(times) - float(start), 1e-9)
         throughput = {
@@ -189,7 +221,7 @@ def report(r: redis.Redis, sale_id: str) -> dict[str, Any]:
         }
         if meta.get("go_time"):
             throughput["after_go_s"] = max(times) - float(meta["go_time"])
-    result: dict[str, Any] = {
+    result: SaleReport = {
         "sale_id": sale_id,
         "store": "redis",
         "mode": meta["mode"],

@@ -11,7 +11,7 @@
     mplab:sale:{id}:arrived/gate/go   the start barrier of networked buyers
     mplab:sale:{id}:jobs         list of the sale's RQ job ids
 
-Buying (the modes, the start barrier) is in `workers.tickets.buying`.
+Buying (the modes, the start barrier) is in `workers.tickets.redis_buyer`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ import socket
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
+from tasks.tickets import Outcome
 from workers.errors import NotFound
+from workers.tickets.records import SaleMeta
 
 PREFIX = "mplab:sale:"
 """Key prefix of a sale's keys."""
@@ -94,10 +96,10 @@ class SaleParams:
     barrier_timeout: float
 
 
-def create_sale(r: redis.Redis, params: SaleParams, *, buyers: int, extra: dict[str, Any]) -> None:
+def create_sale(r: redis.Redis, params: SaleParams, *, buyers: int, extra: SaleMeta) -> None:
     """Create the sale's keys: counter = stock, empty ledger, meta."""
     k = SaleKeys(params.sale_id)
-    meta = {
+    meta: SaleMeta = {
         "stock": params.stock,
         "buyers": buyers,
         "mode": params.mode,
@@ -116,19 +118,19 @@ def create_sale(r: redis.Redis, params: SaleParams, *, buyers: int, extra: dict[
     pipe.execute()
 
 
-def load_meta(r: redis.Redis, sale_id: str) -> dict[str, Any]:
+def load_meta(r: redis.Redis, sale_id: str) -> SaleMeta:
     """The sale's meta hash (JSON values decoded); NotFound for an unknown sale id."""
     raw: dict[bytes, bytes] = r.hgetall(SaleKeys(sale_id).meta)  # type: ignore[assignment]
     if not raw:
         raise NotFound(f"no ticket sale {sale_id!r} in this Redis")
-    return {key.decode(): json.loads(value) for key, value in raw.items()}
+    return cast(SaleMeta, {key.decode(): json.loads(value) for key, value in raw.items()})
 
 
 def set_meta(r: redis.Redis, sale_id: str, **fields: Any) -> None:
     r.hset(SaleKeys(sale_id).meta, mapping={key: json.dumps(value) for key, value in fields.items()})
 
 
-def params_of(meta: dict[str, Any], sale_id: str) -> SaleParams:
+def params_of(meta: SaleMeta, sale_id: str) -> SaleParams:
     return SaleParams(
         sale_id=sale_id,
         stock=int(meta["stock"]),
@@ -157,7 +159,7 @@ def sale_params(r: redis.Redis, sale_id: str) -> SaleParams:
     return cached
 
 
-def reset_sale(r: redis.Redis, sale_id: str) -> dict[str, Any]:
+def reset_sale(r: redis.Redis, sale_id: str) -> SaleMeta:
     """Put the stock back, empty the ledger and the barrier; the sale id and its parameters stay."""
     meta = load_meta(r, sale_id)
     k = SaleKeys(sale_id)
@@ -183,7 +185,7 @@ def list_sales(r: redis.Redis) -> list[str]:
     return sorted(member.decode() for member in r.smembers(SALES_SET))  # type: ignore[union-attr]
 
 
-def rows(r: redis.Redis, sale_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def rows(r: redis.Redis, sale_id: str) -> tuple[list[Outcome], list[Outcome]]:
     """(sales, failures) from the ledger lists."""
     k = SaleKeys(sale_id)
     pipe = r.pipeline(transaction=False)

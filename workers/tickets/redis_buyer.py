@@ -1,4 +1,4 @@
-"""Buying a ticket from a Redis sale: the start barrier, one purchase in each mode, the outcome rows.
+"""A buyer of a Redis sale (local process or node job): the start barrier, one purchase in each mode, the outcome rows.
 
 Every mode writes its ledger row in the same atomic step as its counter update (a MULTI, or inside
 the Lua script), so a buyer killed at any instant either sold a ticket with a row or sold nothing.
@@ -24,6 +24,7 @@ import redis
 from redis.exceptions import LockNotOwnedError, WatchError
 
 from tasks import registry, tickets
+from tasks.tickets import Outcome
 from workers.errors import Unsupported
 from workers.tickets.store_redis import HOST, SaleKeys, SaleParams, cached_params, sale_params, set_meta
 
@@ -39,7 +40,7 @@ end
 return 0
 """
 
-Attempt = Callable[[redis.Redis, SaleKeys, SaleParams, dict[str, Any]], tuple[int | None, dict[str, Any]]]
+Attempt = Callable[[redis.Redis, SaleKeys, SaleParams, Outcome], tuple[int | None, Outcome]]
 
 
 def arrive_and_wait(r: redis.Redis, p: SaleParams) -> str:
@@ -63,7 +64,7 @@ def arrive_and_wait(r: redis.Redis, p: SaleParams) -> str:
     return "timed out"
 
 
-def buy(r: redis.Redis, sale_id: str, buyer: str, *, host_lock: Any = None, align: Any = None) -> dict[str, Any]:
+def buy(r: redis.Redis, sale_id: str, buyer: str, *, host_lock: Any = None, align: Any = None) -> Outcome:
     """One buyer: pass the start barrier (or `align()`), try to buy in the sale's mode, record the outcome.
 
     Returns the outcome (buyer, ok, seat or reason, node, pid, ...). A failure row is appended for a
@@ -88,7 +89,7 @@ def buy(r: redis.Redis, sale_id: str, buyer: str, *, host_lock: Any = None, alig
         seat, info = ATTEMPTS[p.mode](r, k, p, row)
     else:
         raise Unsupported(f"unknown ticket mode {p.mode!r}")
-    outcome = {**row, **info, "released": released, "ok": seat is not None, "time": time.time()}
+    outcome: Outcome = {**row, **info, "released": released, "ok": seat is not None, "time": time.time()}
     if seat is None:
         r.rpush(k.failures, json.dumps(outcome, sort_keys=True))
     else:
@@ -120,21 +121,19 @@ def record_crash(r: redis.Redis, sale_id: str, buyer: str, exc: BaseException) -
         pid=os.getpid(),
         now=time.time(),
     )
-    failed = {**row, "ok": False, "reason": type(exc).__name__, "error": str(exc)[:200]}
+    failed: Outcome = {**row, "ok": False, "reason": type(exc).__name__, "error": str(exc)[:200]}
     r.rpush(k.failures, json.dumps(failed, sort_keys=True))
     return True
 
 
-def _sold_row(row: dict[str, Any], seat: int, info: dict[str, Any]) -> str:
+def _sold_row(row: Outcome, seat: int, info: Outcome) -> str:
     return json.dumps({**row, **info, "seat": seat, "time": time.time()}, sort_keys=True)
 
 
-def _get_window_set(
-    r: redis.Redis, k: SaleKeys, p: SaleParams, row: dict[str, Any]
-) -> tuple[int | None, dict[str, Any]]:
+def _get_window_set(r: redis.Redis, k: SaleKeys, p: SaleParams, row: Outcome) -> tuple[int | None, Outcome]:
     """The chapter's bug over the network: GET, race window, SET (the SET and the ledger row in one MULTI)."""
     count = int(r.get(k.counter) or 0)
-    info: dict[str, Any] = {"read": count}
+    info: Outcome = {"read": count}
     if count <= 0:
         return None, {**info, "reason": "sold out"}
     time.sleep(p.window)
@@ -146,7 +145,7 @@ def _get_window_set(
     return seat, info
 
 
-def _redis_lock(r: redis.Redis, k: SaleKeys, p: SaleParams, row: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
+def _redis_lock(r: redis.Redis, k: SaleKeys, p: SaleParams, row: Outcome) -> tuple[int | None, Outcome]:
     """GET/window/SET under redis-py's Lock; the write is fenced: it commits only while we still own the lock.
 
     If the holder dies, the lock key expires after `lock_timeout` seconds and the next buyer gets it; a
@@ -156,7 +155,7 @@ def _redis_lock(r: redis.Redis, k: SaleKeys, p: SaleParams, row: dict[str, Any])
     lock = r.lock(k.lock, timeout=p.lock_timeout, sleep=LOCK_SLEEP, blocking_timeout=None)
     waited = time.perf_counter()
     lock.acquire()
-    info: dict[str, Any] = {"lock_wait_s": round(time.perf_counter() - waited, 6)}
+    info: Outcome = {"lock_wait_s": round(time.perf_counter() - waited, 6)}
     token = lock.local.token
     holder = json.dumps(
         {"pid": row["pid"], "node": row["node"], "buyer": row["buyer"], "since": time.time(), "token": _text(token)}
@@ -197,7 +196,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _lua(r: redis.Redis, k: SaleKeys, p: SaleParams, row: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
+def _lua(r: redis.Redis, k: SaleKeys, p: SaleParams, row: Outcome) -> tuple[int | None, Outcome]:
     """Check, decrement and ledger append in one server-side step: there is no window to race in."""
     script = r.register_script(tickets.LUA_BUY)
     stamped = json.dumps({**row, "time": time.time()}, sort_keys=True)
@@ -205,7 +204,7 @@ def _lua(r: redis.Redis, k: SaleKeys, p: SaleParams, row: dict[str, Any]) -> tup
     return (seat, {}) if seat > 0 else (None, {"reason": "sold out"})
 
 
-def _watch(r: redis.Redis, k: SaleKeys, p: SaleParams, row: dict[str, Any]) -> tuple[int | None, dict[str, Any]]:
+def _watch(r: redis.Redis, k: SaleKeys, p: SaleParams, row: Outcome) -> tuple[int | None, Outcome]:
     """Optimistic: WATCH the counter, GET, window, MULTI/DECR+RPUSH/EXEC; retry if anyone wrote meanwhile."""
     attempts = 0
     with r.pipeline(transaction=True) as pipe:
@@ -220,7 +219,7 @@ def _watch(r: redis.Redis, k: SaleKeys, p: SaleParams, row: dict[str, Any]) -> t
                 if p.window:
                     time.sleep(p.window)
                 seat = tickets.seat_for(p.stock, count)
-                info = {"attempts": attempts, "read": count}
+                info: Outcome = {"attempts": attempts, "read": count}
                 pipe.multi()
                 pipe.decr(k.counter)
                 pipe.rpush(k.ledger, _sold_row(row, seat, info))
