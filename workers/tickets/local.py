@@ -106,7 +106,7 @@ def _new_file_sale(settings: Settings, sale_id: str, path: Path | None, spec: Sa
     home = sale_dir(settings, sale_id)
     try:
         store = FileStore.at((path if path is not None else home / "ticket.json").expanduser().resolve())
-    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+    except (OSError, RuntimeError, ValueError) as exc:  # RuntimeError: a symlink loop; ValueError: no file name
         raise ConfigError(f"cannot use {path} as the ticket file: {exc}") from None
     if path is not None:
         if not store.path.parent.is_dir():
