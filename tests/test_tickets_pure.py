@@ -17,10 +17,11 @@ def test_decide_sells_while_tickets_are_left_and_refuses_at_zero():
     assert tickets.decide({"count": 0}) is None
 
 
-def test_seats_start_at_one_and_equal_reads_give_equal_seats():
+def test_seats_start_at_one_and_each_count_read_names_one_seat():
     assert tickets.seat_for(5, 5) == 1
     assert tickets.seat_for(5, 1) == 5
-    assert tickets.seat_for(5, 5) == tickets.seat_for(5, 5)
+    # one seat per count read, all distinct: two buyers share a seat exactly when they read the same count
+    assert [tickets.seat_for(5, count) for count in (5, 4, 3, 2, 1)] == [1, 2, 3, 4, 5]
 
 
 def test_buyers_are_the_chapters_seven_then_numbered():

@@ -26,8 +26,9 @@ import sys
 import time
 from collections.abc import Iterator
 from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Barrier, Lock
 from pathlib import Path
-from typing import Any
 
 import redis
 
@@ -169,7 +170,7 @@ def run_file_sale(ctx: BaseContext, sale_id: str, store: FileStore, spec: SaleSp
 
 
 def file_buyer(
-    path: str, sale_id: str, stock: int, name: str, mode: str, window: float, barrier: Any, lock: Any
+    path: str, sale_id: str, stock: int, name: str, mode: str, window: float, barrier: Barrier, lock: Lock
 ) -> None:
     """One buyer process: wait at the barrier, then the chapter's buy_ticket_unsafe / buy_ticket_safe.
 
@@ -251,7 +252,7 @@ def run_redis_buyers(ctx: BaseContext, url: str, r: redis.Redis, sale_id: str, n
     return result
 
 
-def redis_buyer_process(url: str, sale_id: str, name: str, barrier: Any, host_lock: Any) -> None:
+def redis_buyer_process(url: str, sale_id: str, name: str, barrier: Barrier, host_lock: Lock) -> None:
     """Process target: one buyer with its own client (a client never crosses a process boundary).
 
     Ctrl-C is the parent's to handle (it reaps every buyer), so a buyer ignores SIGINT. A buyer whose
@@ -282,7 +283,7 @@ def exit_quietly(code: int) -> None:
 
 
 @contextlib.contextmanager
-def reaped(procs: list[Any]) -> Iterator[None]:
+def reaped(procs: list[BaseProcess]) -> Iterator[None]:
     """Whatever happens, no buyer process outlives the sale."""
     try:
         yield
@@ -294,7 +295,7 @@ def reaped(procs: list[Any]) -> Iterator[None]:
                 proc.join()
 
 
-def run_all(procs: list[Any]) -> None:
+def run_all(procs: list[BaseProcess]) -> None:
     """Start every buyer, give them JOIN_TIMEOUT together, and leave none behind.
 
     SIGINT/SIGTERM stay blocked while the buyers start, so a Ctrl-C reaches none of them before it has

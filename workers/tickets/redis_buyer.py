@@ -18,6 +18,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import redis
@@ -64,7 +65,14 @@ def arrive_and_wait(r: redis.Redis, p: SaleParams) -> str:
     return "timed out"
 
 
-def buy(r: redis.Redis, sale_id: str, buyer: str, *, host_lock: Any = None, align: Any = None) -> Outcome:
+def buy(
+    r: redis.Redis,
+    sale_id: str,
+    buyer: str,
+    *,
+    host_lock: AbstractContextManager[object] | None = None,
+    align: Callable[[], object] | None = None,
+) -> Outcome:
     """One buyer: pass the start barrier (or `align()`), try to buy in the sale's mode, record the outcome.
 
     Returns the outcome (buyer, ok, seat or reason, node, pid, ...). A failure row is appended for a
