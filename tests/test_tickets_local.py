@@ -99,6 +99,7 @@ def test_cli_local_json_then_report_json(tmp_path):
         (["local", "--mode", "yolo"], 2, "unknown mode 'yolo'"),
         (["local", "--mode", "redis-lock", "--window", "1.5"], 2, "lock timeout (1.0 s) must exceed"),
         (["submit", "--mode", "unsafe"], 2, "unknown mode 'unsafe'"),
+        (["submit", "--mode", "atomic", "--wait"], 2, "`tickets submit --wait` needs a Redis that outlives"),
         (["report", "no-such-sale"], 1, "no-such-sale"),
         (["report", "../../etc"], 1, "no ticket sale"),
         (["delete", "nope"], 1, "nope"),

@@ -79,7 +79,7 @@ def submit(
     spec.check(tickets.REDIS_MODES, max_buyers=NETWORK_MAX_BUYERS)
     check_wait_timeout(timeout)
     settings.check_queue(spec.queue)
-    shared_for = "`tickets submit`" + (" --wait (no worker node could reach a private Redis)" if wait else "")
+    shared_for = "`tickets submit --wait`" if wait else "`tickets submit` (its buyer jobs wait there for the nodes)"
     with redis_for(settings.redis_url, settings.state_dir, shared_for=shared_for) as (url, description):
         with connect(url) as r:
             result = enqueue_sale(r, new_sale_id(), spec)
