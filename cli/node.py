@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from cli.base import err_console, settings_of
-from workers.node import Node, default_node_name
+from workers import defaults
+from workers.node import Node, check_options, default_node_name
 from workers.redis_server import redis_for
 from workers.settings import parse_queues
 
@@ -25,18 +26,41 @@ def worker(
     burst: Annotated[bool, typer.Option("--burst", help="Exit once the queues are empty.")] = False,
     name: Annotated[
         str | None,
-        typer.Option("--name", "-n", help="Node name (unique per Redis).", show_default="HOST-PID"),
+        typer.Option(
+            "--name",
+            "-n",
+            help=f"Node name, unique per Redis: up to {defaults.MAX_NODE_NAME} letters, digits, . _ - : @.",
+            show_default="HOST-PID",
+        ),
     ] = None,
     grace: Annotated[
         float | None,
-        typer.Option("--grace", help="Seconds running jobs may finish after SIGTERM.", show_default="30"),
+        typer.Option(
+            "--grace",
+            help=f"Seconds running jobs may finish after SIGTERM, 0..{defaults.MAX_GRACE:.0f}.",
+            show_default=f"{defaults.GRACE_PERIOD:.0f}",
+        ),
     ] = None,
+    redis_timeout: Annotated[
+        float,
+        typer.Option(
+            "--redis-timeout",
+            help=f"Seconds the node rides out an unreachable Redis before it stops with exit code 1, "
+            f"1..{defaults.MAX_REDIS_TIMEOUT:.0f}.",
+        ),
+    ] = defaults.REDIS_TIMEOUT,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every job (RQ's INFO log).")] = False,
 ) -> None:
     """Run a worker node: P warm slots execute jobs (no fork per job), a warm Pool(P) runs batch jobs.
 
     Stops on SIGTERM/Ctrl-C: running jobs get the grace period, then are re-queued; no child is left.
     """
+    check_options(  # before Settings, before any Redis
+        name or default_node_name(),
+        pool if pool is not None else 1,
+        grace if grace is not None else 0.0,
+        redis_timeout,
+    )
     settings = settings_of(ctx)
     changes: dict[str, object] = {}
     if pool is not None:
@@ -50,4 +74,5 @@ def worker(
                         format="%(asctime)s %(name)s %(message)s")  # fmt: skip
     with redis_for(settings.redis_url, settings.state_dir, shared_for="a worker node") as (url, where):
         err_console.print(f"[dim]using {where}[/dim]")
-        Node(settings, url, name or default_node_name(), burst=burst, verbose=verbose).run()
+        node_name = name or default_node_name()
+        Node(settings, url, node_name, burst=burst, verbose=verbose, redis_timeout=redis_timeout).run()

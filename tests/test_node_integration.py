@@ -194,17 +194,25 @@ def test_a_timed_out_batch_does_not_hand_its_result_to_the_next_batch(nodes, rea
     assert quick.return_value()["values"] == [285, 2470]  # its own, not the slow batch's late reply
 
 
-def test_a_pool_process_that_dies_fails_its_batch_and_the_node_goes_on(nodes, real_redis):
+def test_a_pool_process_that_dies_requeues_its_batch_once_then_fails_it(nodes, real_redis):
     proc = nodes.start("n1", pool=1)
-    slot_pids = {int(real_redis.hget("rq:worker:n1.slot1", "pid"))}
-    pool_pids = [p for p in psutil.Process(proc.pid).children() if p.pid not in slot_pids]
-    assert len(pool_pids) == 1
     q = Queue("default", connection=real_redis, serializer=JSONSerializer)
     doomed = q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[3_000_000]] * 40, 1)
-    wait_until(lambda: (doomed.refresh() or True) and doomed.meta.get("progress", {}).get("done", 0) > 0)
-    pool_pids[0].kill()  # as the OOM killer would
+
+    def kill_its_pool_process():
+        wait_until(lambda: (doomed.refresh() or True) and doomed.meta.get("progress", {}).get("done", 0) > 0)
+        slot_pids = {int(real_redis.hget("rq:worker:n1.slot1", "pid"))}
+        (pool_proc,) = [p for p in psutil.Process(proc.pid).children() if p.pid not in slot_pids]
+        pool_proc.kill()  # as the OOM killer would
+
+    kill_its_pool_process()
+    wait_until(lambda: (doomed.refresh() or True) and doomed.meta.get("pool_deaths") == 1, timeout=60)
+    assert "Pool process" in doomed.meta["interruptions"][0] and "died" in doomed.meta["interruptions"][0]
+    kill_its_pool_process()  # the re-queued batch runs again on the fresh Pool: its death fails it
     wait_until(lambda: doomed.get_status(refresh=True) == JobStatus.FAILED, timeout=60)
-    assert "Pool process" in jobs.failure_reason(doomed) and "died" in jobs.failure_reason(doomed)
+    reason = jobs.failure_reason(doomed)
+    assert "Pool processes died" in reason and "2 runs" in reason, reason
+    assert doomed.id in q.failed_job_registry.get_job_ids()
     after = q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[10]], 1)
     wait_until(lambda: after.get_status(refresh=True) == JobStatus.FINISHED, timeout=60)
     assert after.return_value()["values"] == [285] and proc.poll() is None

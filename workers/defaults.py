@@ -40,3 +40,56 @@ NODE_KEY_PREFIX = "mplab:node:"
 
 NODES_SET = "mplab:nodes"
 """Redis set of node names that have sent a heartbeat."""
+
+# -- node resilience (issue 8) ---------------------------------------------------------------------
+
+REDIS_TIMEOUT = 120.0
+"""Seconds a node keeps running with Redis unreachable before it stops (exit 1); outages up to 60 s are ridden out."""
+
+REDIS_RETRY_INTERVAL = 0.5
+"""Seconds between two attempts of a slot to record a job (start, result, failure) while Redis is unreachable."""
+
+REDIS_BACKOFF_MAX = 1.0
+"""Cap, in seconds, on RQ's reconnection backoff when a slot cannot dequeue (RQ's own cap is 60 s)."""
+
+SLOT_KEY_PREFIX = "mplab:slot:"
+"""Redis key prefix of a slot's liveness key (TTL HEARTBEAT_TTL), renewed every HEARTBEAT_INTERVAL by the slot."""
+
+CLAIM_KEY_PREFIX = "mplab:claim:"
+"""Redis key prefix marking an execution as settled (result written, or re-queued): first writer wins."""
+
+CLAIM_TTL = 24 * 3600
+"""Seconds an execution's claim key is kept (longer than any job may run)."""
+
+SWEEP_INTERVAL = 2.0
+"""Seconds between two abandoned-job sweeps on every live node (a timer, never per job)."""
+
+POISON_LIMIT = 3
+"""Node or slot deaths a job may be running during before it is failed as poison instead of re-queued."""
+
+POOL_DEATH_LIMIT = 1
+"""Times a batch is re-queued after a Pool process died under it; the next death fails it."""
+
+SLOT_RESTART_MAX_DELAY = 8.0
+"""Upper bound, in seconds, of the growing delay before a node restarts a slot that keeps dying."""
+
+MAX_POOL_SIZE = 256
+"""Largest `worker --pool` accepted (slots and Pool processes per node)."""
+
+MAX_GRACE = 3600.0
+"""Largest `worker --grace` accepted, in seconds."""
+
+MAX_REDIS_TIMEOUT = 86400.0
+"""Largest `worker --redis-timeout` accepted, in seconds (the smallest is 1)."""
+
+MAX_NODE_NAME = 100
+"""Longest node name accepted, in characters (letters, digits and . _ - : @ only)."""
+
+MAX_BATCH_ITEMS = 100_000
+"""Most tasks one batch job may carry (checked at submit and again by the node)."""
+
+MAX_PAYLOAD_BYTES = 8 * 2**20
+"""Largest serialized job payload (function name and arguments) a node accepts, in bytes."""
+
+MAX_RESULT_BYTES = 32 * 2**20
+"""Largest serialized batch result a node writes back to Redis, in bytes."""

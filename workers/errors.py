@@ -6,7 +6,8 @@ LabError                      base: the CLI prints its message on one line, exit
 ├── NotFound                  a job, sale or experiment id that does not exist
 ├── TaskRefused               a job names a function that is not in mplab's task registry
 ├── ResultMismatch            a benchmark mode computed a different answer than serial
-└── Unsupported               the platform lacks what an experiment needs (e.g. os.fork)
+├── Unsupported               the platform lacks what an experiment needs (e.g. os.fork)
+└── PayloadTooLarge           a job's payload, batch or result exceeds the node's limits
 """
 
 from __future__ import annotations
@@ -42,3 +43,7 @@ class ResultMismatch(LabError):
 
 class Unsupported(LabError):
     """Raised when this platform or Python lacks a feature an experiment needs."""
+
+
+class PayloadTooLarge(LabError):
+    """Raised when a job's payload, batch size or result exceeds the limits in `workers.defaults`."""

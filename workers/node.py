@@ -8,16 +8,22 @@ one SimpleQueue (many-to-one). The node writes batch progress into `job.meta` an
 Stopping (SIGTERM/SIGINT): slots get SIGTERM, which is RQ's warm shutdown (finish the running job, take
 no new one); the node keeps serving their batches. After the grace period, slots still busy are killed
 and their jobs re-queued at the front with the reason in `job.meta`. Nothing is left running.
+
+Faults: a Redis outage is ridden out (slots wait to write, the node stops only after `redis_timeout`,
+exit 1); a dead slot is replaced (with a growing delay) and its job re-queued; every `SWEEP_INTERVAL`
+the node re-queues jobs of nodes whose heartbeat expired (`workers.recovery`); batch faults are
+`workers.fanout`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
+import re
 import signal
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
@@ -26,24 +32,40 @@ from types import FrameType
 from typing import Any
 
 import redis
-from rq.job import Job, JobStatus
-from rq.registry import FailedJobRegistry, StartedJobRegistry
-from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
-from workers import catalog, defaults, nodectx
-from workers.errors import ConfigError
+from workers import catalog, defaults, nodectx, recovery
+from workers.errors import ConfigError, RedisUnavailable
+from workers.fanout import Fanout
 from workers.heartbeat import Heart, node_key, worker_key
 from workers.pool import BatchPool
-from workers.redis_server import connect
+from workers.redis_server import connect, redact
 from workers.settings import Settings, machine_facts
 from workers.slot import SlotConfig, slot_main
 
 log = logging.getLogger("mplab.node")
 
 
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")
+
+
 def default_node_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def check_options(name: str, pool_size: int, grace: float, redis_timeout: float) -> None:
+    """Finite, documented ranges for every node option; ConfigError (exit 2) otherwise."""
+    if len(name) > defaults.MAX_NODE_NAME or not NODE_NAME.fullmatch(name):
+        raise ConfigError(
+            f"node name must be 1-{defaults.MAX_NODE_NAME} letters, digits or . _ - : @ "
+            f"(starting with a letter or digit), got {name!r}"
+        )
+    if not 1 <= pool_size <= defaults.MAX_POOL_SIZE:
+        raise ConfigError(f"pool size must be 1..{defaults.MAX_POOL_SIZE}, got {pool_size}")
+    if not (math.isfinite(grace) and 0 <= grace <= defaults.MAX_GRACE):
+        raise ConfigError(f"grace period must be 0..{defaults.MAX_GRACE:.0f} seconds, got {grace}")
+    if not (math.isfinite(redis_timeout) and 1 <= redis_timeout <= defaults.MAX_REDIS_TIMEOUT):
+        raise ConfigError(f"Redis timeout must be 1..{defaults.MAX_REDIS_TIMEOUT:.0f} seconds, got {redis_timeout}")
 
 
 @dataclass
@@ -51,27 +73,41 @@ class Slot:
     name: str
     process: BaseProcess
     conn: Connection
+    started: float = 0.0  # monotonic start time
+    failures: int = 0  # consecutive quick deaths: the restart delay grows with them
+    restart_at: float | None = None  # set while a dead slot waits to be restarted
 
 
 class Node:
     """One worker node; `run()` blocks until it has stopped and every child is reaped."""
 
-    def __init__(self, settings: Settings, url: str, name: str, *, burst: bool = False, verbose: bool = False):
+    def __init__(
+        self,
+        settings: Settings,
+        url: str,
+        name: str,
+        *,
+        burst: bool = False,
+        verbose: bool = False,
+        redis_timeout: float = defaults.REDIS_TIMEOUT,
+    ):
+        check_options(name, settings.pool_size, settings.grace_period, redis_timeout)
         self.settings = settings
         self.url = url
         self.name = name
         self.burst = burst
+        self.redis_timeout = redis_timeout
         self.log_level = "INFO" if verbose else "WARNING"
         self.ctx = settings.mp_context()
         self.client: redis.Redis = connect(url)
         self.slots: list[Slot] = []
         self.stopping = False
         self.deadline: float | None = None
-        self.batches: dict[str, dict[str, Any]] = {}
-        self.batches_lock = threading.Lock()
         self.requeued: list[str] = []
-        self.pool_pids: set[int] = set()
-        # self.pool and self.heart exist once run() has created them
+        self.redis_lost_at: float | None = None  # monotonic time of the first failure of an outage
+        self.redis_back_at = time.monotonic()  # since when Redis has answered without a break
+        self.failure: str | None = None  # why the node stopped by itself (exit 1)
+        # self.fanout and self.heart exist once run() has created them
 
     # -- start -------------------------------------------------------------------------------------
     def _claim_name(self) -> None:
@@ -81,30 +117,41 @@ class Node:
             raise ConfigError(f"a node named {self.name!r} is already running against this Redis")
         self.client.expire(key, 60)  # until the first heartbeat (start-up can take seconds with spawn)
         for i in range(self.settings.pool_size):  # leftovers of a killed node with this name
-            key = worker_key(self._slot_name(i))
+            self._bury(self._slot_name(i))
+
+    def _bury(self, slot_name: str) -> None:
+        """Mark a dead slot's RQ worker record dead, so a replacement may register the same name."""
+        key = worker_key(slot_name)
+        with contextlib.suppress(Exception):
             if self.client.exists(key):
-                with contextlib.suppress(Exception):
-                    SimpleWorker.find_by_key(key, connection=self.client).register_death()  # type: ignore[union-attr]
+                SimpleWorker.find_by_key(key, connection=self.client).register_death()  # type: ignore[union-attr]
 
     def _slot_name(self, i: int) -> str:
         return f"{self.name}.slot{i + 1}"
 
     def _start_slot(self, i: int) -> Slot:
         ours, theirs = self.ctx.Pipe(duplex=True)
-        cfg = SlotConfig(self._slot_name(i), self.name, self.url, self.settings.queues, self.burst, self.log_level)
-        proc = self.ctx.Process(target=slot_main, args=(cfg, theirs, self.lock), name=cfg.name)  # type: ignore[attr-defined]
+        cfg = SlotConfig(self._slot_name(i), self.name, self.url, self.settings.queues, self.burst,
+                         self.log_level, self.redis_timeout)  # fmt: skip
+        # With fork the child gets a copy of every Pipe end the node holds: it closes them first thing,
+        # or the node's death would not be an EOF on its own pipe. Other start methods copy nothing.
+        inherited = [ours, *(s.conn for s in self.slots)] if self.settings.start_method == "fork" else []
+        proc = self.ctx.Process(target=slot_main, args=(cfg, theirs, self.lock, inherited), name=cfg.name)  # type: ignore[attr-defined]
         with nodectx.signals_blocked():
             proc.start()
         theirs.close()
-        return Slot(cfg.name, proc, ours)
+        return Slot(cfg.name, proc, ours, started=time.monotonic())
 
     def _start_pool(self) -> BatchPool:
-        # Created before the slots: with fork, its processes must not inherit slot pipes or threads.
         with nodectx.signals_blocked():  # the Pool's threads (which re-fork workers) keep them blocked
             return BatchPool(self.ctx, self.settings.pool_size, self.name, self.url, self.lock)
 
     def run(self) -> int:
-        """Start, serve until stopped, stop; every child is reaped before this returns."""
+        """Start, serve until stopped, stop; every child is reaped before this returns.
+
+        Returns 0 after a signal (or an empty queue in burst mode); raises RedisUnavailable (exit 1)
+        after Redis stayed unreachable for `redis_timeout` seconds.
+        """
         self._claim_name()
         # Our handlers before any child exists: a signal during start-up stops the node in order too.
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -112,8 +159,8 @@ class Node:
             self.lock = self.ctx.Lock()
             nodectx.init(self.name, self.url, self.lock)
             catalog.load()
-            self.pool = self._start_pool()
-            self.pool_pids = set(self.pool.pids())
+            # The Pool before the slots: with fork, its processes must not inherit slot pipes or threads.
+            self.fanout = Fanout(self._start_pool, self.client, self.name)
             for i in range(self.settings.pool_size):
                 if not self.stopping:
                     self.slots.append(self._start_slot(i))
@@ -123,7 +170,7 @@ class Node:
             self.heart = Heart(self.client, self.name, static)
             log.warning(
                 "node %s (pid %d): %d slots, Pool(%d) pids %s, start method %s, queues %s",
-                self.name, os.getpid(), len(self.slots), self.settings.pool_size, self.pool.pids(),
+                self.name, os.getpid(), len(self.slots), self.settings.pool_size, self.fanout.pool.pids(),
                 self.settings.start_method, ",".join(self.settings.queues),
             )  # fmt: skip
             self._loop()
@@ -133,6 +180,8 @@ class Node:
                 signal.signal(sig, handler)
             self.client.close()
         log.warning("node %s stopped (%d job(s) re-queued)", self.name, len(self.requeued))
+        if self.failure is not None:
+            raise RedisUnavailable(self.failure)
         return 0
 
     # -- main loop ---------------------------------------------------------------------------------
@@ -150,178 +199,148 @@ class Node:
             self.deadline = time.monotonic()
 
     def _loop(self) -> None:
-        next_beat = 0.0
-        progress_reader = self.pool.progress._reader  # type: ignore[attr-defined]
+        next_beat = next_sweep = 0.0
         while True:
             now = time.monotonic()
             if now >= next_beat:
-                try:
-                    self.heart.beat([s.name for s in self.slots], "stopping" if self.stopping else "running")
-                except redis.RedisError as exc:  # a Redis blip must not take the node down; RQ retries too
-                    log.warning("node %s: heartbeat failed: %s", self.name, exc)
+                self._beat()
                 next_beat = now + defaults.HEARTBEAT_INTERVAL
-            alive = [s for s in self.slots if s.process.is_alive()]
-            if not alive:
+            if self.failure is not None:
+                return
+            if now >= next_sweep:
+                self._sweep()
+                next_sweep = now + defaults.SWEEP_INTERVAL
+            if self.burst and all(s.process.exitcode == 0 for s in self.slots):
+                return  # burst: every slot found the queues empty
+            if self.stopping and not any(s.process.is_alive() for s in self.slots):
                 return
             if self.deadline is not None and now >= self.deadline:
                 return
-            waitables: list[Any] = [s.conn for s in alive] + [progress_reader]
-            waitables += [s.process.sentinel for s in self.slots]
+            alive = [s for s in self.slots if s.process.is_alive()]
+            waitables: list[Any] = [s.conn for s in alive] + [self.fanout.reader]
+            waitables += [s.process.sentinel for s in alive]
             for ready in wait(waitables, timeout=0.2):
-                if ready is progress_reader:
-                    self._drain_progress()
+                if ready is self.fanout.reader:
+                    self.fanout.drain_progress()
                 else:
                     self._from_slot(ready)
             self._reap_slots()
-            if self._check_pool():
-                progress_reader = self.pool.progress._reader  # type: ignore[attr-defined]
+            if not self.stopping:
+                self.fanout.check_pool()
+
+    def _beat(self) -> None:
+        """Write the heartbeat; track Redis outages (stop after `redis_timeout`, log once per outage)."""
+        now = time.monotonic()
+        try:
+            self.heart.beat([s.name for s in self.slots], "stopping" if self.stopping else "running")
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if self.redis_lost_at is None:
+                self.redis_lost_at = now
+                log.warning("node %s: Redis unreachable (%s); riding it out for up to %.0fs", self.name, exc,
+                            self.redis_timeout)  # fmt: skip
+            elif now - self.redis_lost_at > self.redis_timeout:
+                lost = now - self.redis_lost_at
+                self.failure = (
+                    f"node {self.name}: Redis at {redact(self.url)} unreachable for {lost:.0f}s "
+                    f"(--redis-timeout {self.redis_timeout:g}); stopped"
+                )
+            self.fanout.redis_down = True
+            return
+        if self.redis_lost_at is not None:
+            log.warning("node %s: Redis is back after %.1fs", self.name, now - self.redis_lost_at)
+            self.redis_lost_at = None
+            self.redis_back_at = now
+        self.fanout.redis_down = False
+
+    def _sweep(self) -> None:
+        """Re-queue jobs of dead nodes; only once Redis has answered for a heartbeat TTL (after an outage
+        every live node's key may have expired: they get that long to write it again)."""
+        if self.redis_lost_at is not None or time.monotonic() - self.redis_back_at < defaults.HEARTBEAT_TTL:
+            return
+        try:
+            outcomes = recovery.sweep(self.client, self.settings.queues, self.name)
+        except redis.RedisError as exc:
+            log.warning("node %s: sweep failed: %s", self.name, exc)
+            return
+        self.requeued += [o.job_id for o in outcomes if o.action == "requeued"]
 
     def _from_slot(self, ready: Any) -> None:
         slot = next((s for s in self.slots if s.conn is ready), None)
         if slot is None:
             return
         try:
-            kind, job_id, task, items, chunksize = slot.conn.recv()
+            message = slot.conn.recv()
         except (EOFError, OSError):
             return
-        if kind != "batch":
-            return
-        conn = slot.conn
-
-        def reply(kind: str, payload: Any) -> None:  # tagged: a slot drops replies for an older job
-            self._finish_batch(job_id)
-            with contextlib.suppress(OSError):
-                conn.send((kind, job_id, payload))
-
-        try:
-            job = Job.fetch(job_id, connection=self.client, serializer=JSONSerializer)
-            with self.batches_lock:
-                self.batches[job_id] = {"job": job, "done": 0, "total": len(items), "written": 0.0, "reply": reply}
-            self._write_progress(job_id, force=True)
-            self.pool.submit(
-                job_id, task, items, chunksize,
-                lambda result: reply("done", result),
-                lambda exc: reply("error", f"{type(exc).__name__}: {exc}"),
-            )  # fmt: skip
-        except Exception as exc:  # a vanished job, a Redis error: fail this batch, not the node
-            reply("error", f"{type(exc).__name__}: {exc}")
-
-    def _check_pool(self) -> bool:
-        """If a Pool process died (OOM, segfault), fail the batches in flight and start a fresh Pool.
-
-        multiprocessing.Pool replaces a dead process but never completes the chunk it was running, and
-        a process killed while waiting for work leaves the task queue locked: the Pool cannot be trusted.
-        """
-        if self.stopping or set(self.pool.pids()) == self.pool_pids:
-            return False
-        gone = self.pool_pids - set(self.pool.pids())
-        log.warning("node %s: Pool process(es) %s died; failing batches in flight, new Pool", self.name, gone)
-        with self.batches_lock:
-            replies = [state["reply"] for state in self.batches.values()]
-        for reply in replies:
-            reply("error", f"a Pool process of node {self.name} died (pid {sorted(gone)}) while the batch ran")
-        self.pool.close()
-        self.pool = self._start_pool()
-        self.pool_pids = set(self.pool.pids())
-        return True
-
-    def _finish_batch(self, job_id: str) -> None:
-        with self.batches_lock:
-            self.batches.pop(job_id, None)
-
-    def _drain_progress(self) -> None:
-        touched = set()
-        while self.pool.progress._reader.poll():  # type: ignore[attr-defined]
-            job_id, count = self.pool.progress.get()
-            with self.batches_lock:
-                state = self.batches.get(job_id)
-                if state is not None:
-                    state["done"] += count
-                    touched.add(job_id)
-        for job_id in touched:
-            self._write_progress(job_id)
-
-    def _write_progress(self, job_id: str, force: bool = False) -> None:
-        with self.batches_lock:
-            state = self.batches.get(job_id)
-            if state is None:
-                return
-            now = time.monotonic()
-            if not force and now - state["written"] < defaults.PROGRESS_INTERVAL:
-                return
-            state["written"] = now
-            job: Job = state["job"]
-            job.meta["progress"] = {"done": state["done"], "total": state["total"]}
-            job.meta["node"] = self.name
-            # under the lock: once a batch is finished no stale progress may land after its final one
-            with contextlib.suppress(redis.RedisError):
-                job.save_meta()
+        self.fanout.handle(slot.conn, message)
 
     def _reap_slots(self) -> None:
-        """A slot that died while the node runs: re-queue its job and start a replacement."""
+        """A slot that died while the node runs: re-queue its job, restart it after a growing delay.
+
+        While Redis is unreachable the dead slot waits: its job can be found and re-queued only in Redis.
+        """
+        now = time.monotonic()
         for i, slot in enumerate(self.slots):
             if slot.process.is_alive() or slot.process.exitcode is None:
                 continue
             if self.stopping or (self.burst and slot.process.exitcode == 0):
                 continue
-            slot.process.join()
-            log.warning("node %s: slot %s died (exit %s); restarting it", self.name, slot.name,
-                        slot.process.exitcode)  # fmt: skip
-            reason = f"slot {slot.name} died (exit code {slot.process.exitcode})"
-            self._requeue(self._current_jobs(slot), slot.name, reason)
-            slot.conn.close()
-            self.slots[i] = self._start_slot(i)
+            if slot.restart_at is None:
+                slot.process.join()
+                slot.conn.close()
+                quick = now - slot.started < 30
+                slot.failures = slot.failures + 1 if quick else 1
+                delay = min(defaults.SLOT_RESTART_MAX_DELAY, 0.5 * 2 ** (slot.failures - 1))
+                slot.restart_at = now + delay
+                log.warning("node %s: slot %s died (exit %s); restarting it in %.1fs", self.name, slot.name,
+                            slot.process.exitcode, delay)  # fmt: skip
+            if now < slot.restart_at or self.redis_lost_at is not None:
+                continue
+            reason = f"slot {slot.name} of node {self.name} died (exit code {slot.process.exitcode})"
+            try:
+                self._requeue(self._current_runs(slot.name), slot.name, reason, recovery.Cut.DEATH)
+            except redis.RedisError:
+                continue  # Redis went away meanwhile: next round
+            fresh = self._start_slot(i)
+            fresh.failures = slot.failures
+            self.slots[i] = fresh
 
     # -- stop --------------------------------------------------------------------------------------
     def _shutdown(self) -> None:
         self.stopping = True
+        grace = self.settings.grace_period
+        reason = f"node {self.name} stopped: job still running after the {grace:.0f}s grace period"
         for slot in self.slots:
             if slot.process.is_alive():
-                grace = self.settings.grace_period
-                reason = f"node {self.name} stopped: job still running after the {grace:.0f}s grace period"
-                job_ids = self._current_jobs(slot)
+                runs: list[tuple[str, str]] = []
+                with contextlib.suppress(redis.RedisError):
+                    runs = self._current_runs(slot.name)
                 slot.process.kill()
                 slot.process.join()
-                self._requeue(job_ids, slot.name, reason)
+                try:
+                    self._requeue(runs, slot.name, reason, recovery.Cut.STOP)
+                except redis.RedisError as exc:  # the sweep of another node re-queues them once Redis is back
+                    log.warning("node %s: could not re-queue %s: %s", self.name, [r[0] for r in runs], exc)
             else:
                 slot.process.join()
             slot.conn.close()
-        if hasattr(self, "pool"):
-            self.pool.close()
+        if hasattr(self, "fanout"):
+            self.fanout.close()
         with contextlib.suppress(redis.RedisError):
             self.client.delete(node_key(self.name))
             self.client.srem(defaults.NODES_SET, self.name)
 
-    def _current_jobs(self, slot: Slot) -> list[str]:
-        """Ids of the jobs a slot is executing, from its RQ executions in Redis."""
-        with contextlib.suppress(redis.RedisError):
-            worker = SimpleWorker.find_by_key(worker_key(slot.name), connection=self.client)
-            if worker is not None:
-                return [e.job_id for e in worker.get_current_executions(refresh=True)]
-        return []
+    def _current_runs(self, slot_name: str) -> list[tuple[str, str]]:
+        """(job id, execution id) of the runs a slot has in progress, from its RQ executions in Redis."""
+        worker = SimpleWorker.find_by_key(worker_key(slot_name), connection=self.client)
+        if worker is None:
+            return []
+        return [(e.job_id, e.id) for e in worker.get_current_executions(refresh=True)]
 
-    def _requeue(self, job_ids: list[str], slot_name: str, reason: str) -> None:
-        """Put interrupted jobs back at the front of their queue, saying why; clean the dead slot's record."""
-        with contextlib.suppress(Exception):
-            worker = SimpleWorker.find_by_key(worker_key(slot_name), connection=self.client)
-            if worker is not None:
-                worker.register_death()
-        for job_id in job_ids:
-            self._requeue_one(job_id, reason)
-
-    def _requeue_one(self, job_id: str, reason: str) -> None:
-        try:
-            job = Job.fetch(job_id, connection=self.client, serializer=JSONSerializer)
-        except Exception:
-            log.warning("node %s: interrupted job %s vanished", self.name, job_id)
-            return
-        if job.get_status() in (JobStatus.FINISHED, JobStatus.FAILED):
-            return
-        StartedJobRegistry(job.origin, connection=self.client).remove_executions(job)
-        job.meta.setdefault("interruptions", []).append(reason)
-        job.save_meta()
-        failed = FailedJobRegistry(job.origin, connection=self.client, serializer=JSONSerializer)
-        failed.add(job, exc_string=reason)
-        failed.requeue(job, at_front=True)
-        self.requeued.append(job_id)
-        log.warning("node %s: re-queued job %s on %s (%s)", self.name, job_id, job.origin, reason)
+    def _requeue(self, runs: list[tuple[str, str]], slot_name: str, reason: str, cut: recovery.Cut) -> None:
+        """Put interrupted runs back at the front of their queue, saying why; clean the dead slot's record."""
+        self._bury(slot_name)
+        for job_id, execution_id in runs:
+            outcome = recovery.interrupt(self.client, job_id, execution_id, reason, cut, self.name)
+            if outcome.action == "requeued":
+                self.requeued.append(job_id)

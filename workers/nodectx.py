@@ -7,7 +7,10 @@ process creation; never a Redis client across a process boundary, only its URL.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import signal
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,6 +45,18 @@ def child_signals(on_term: Any = signal.SIG_DFL) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, on_term)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
+
+
+def die_with_parent(sig: int, parent_pid: int) -> bool:
+    """Have Linux send `sig` to this process the moment its parent dies (PR_SET_PDEATHSIG).
+
+    Returns False if the parent is already gone (the request came too late). Elsewhere a no-op: the
+    callers also poll their parent pid.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)
+    return os.getppid() == parent_pid
 
 
 def init(node_name: str, redis_url: str | None, host_lock: Any) -> None:

@@ -8,6 +8,7 @@ so per-process Pipes would have to be re-plumbed whenever the Pool replaces a pr
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +20,10 @@ from typing import Any
 from tasks import batch, registry
 from workers import catalog, defaults, nodectx
 
-_progress: SimpleQueue[tuple[str, int]] | None = None
+Progress = tuple[str, int, int]
+"""(job id, tasks done since the last report, pid); a count of 0 says the pid started a chunk of that job."""
+
+_progress: SimpleQueue[Progress] | None = None
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -30,9 +34,12 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(0)
 
 
-def _init(progress: SimpleQueue[tuple[str, int]], node: str, url: str | None, lock: Any, parent: int) -> None:
+def _init(progress: SimpleQueue[Progress], node: str, url: str | None, lock: Any) -> None:
     global _progress
     nodectx.child_signals()
+    parent = os.getppid()  # the node (fork, spawn) or its fork server, which exits with the node
+    if not nodectx.die_with_parent(signal.SIGKILL, parent):  # nothing of a dead node's Pool work is kept
+        os._exit(0)
     _progress = progress
     nodectx.init(node, url, lock)
     catalog.load()
@@ -43,6 +50,9 @@ def run_chunk(job_id: str, task: str, items: list[list[Any]]) -> dict[str, Any]:
     """Run one chunk of a batch job in a Pool process, reporting progress at most every interval."""
     fn = registry.raw(task)
     cpu0 = time.process_time()
+    pid = os.getpid()
+    if _progress is not None:
+        _progress.put((job_id, 0, pid))  # the node learns which batch a process runs (if it dies)
     values = []
     pending = 0
     last = time.monotonic()
@@ -51,11 +61,11 @@ def run_chunk(job_id: str, task: str, items: list[list[Any]]) -> dict[str, Any]:
         pending += 1
         now = time.monotonic()
         if _progress is not None and now - last >= defaults.PROGRESS_INTERVAL:
-            _progress.put((job_id, pending))
+            _progress.put((job_id, pending, pid))
             pending, last = 0, now
     if _progress is not None and pending:
-        _progress.put((job_id, pending))
-    return {"values": values, "pid": os.getpid(), "cpu_s": time.process_time() - cpu0}
+        _progress.put((job_id, pending, pid))
+    return {"values": values, "pid": pid, "cpu_s": time.process_time() - cpu0}
 
 
 def chunk(items: list[list[Any]], size: int) -> list[list[list[Any]]]:
@@ -73,8 +83,8 @@ class BatchPool:
 
     def __init__(self, ctx: BaseContext, processes: int, node: str, url: str | None, lock: Any) -> None:
         self.processes = processes
-        self.progress: SimpleQueue[tuple[str, int]] = ctx.SimpleQueue()
-        self.pool: Pool = ctx.Pool(processes, initializer=_init, initargs=(self.progress, node, url, lock, os.getpid()))
+        self.progress: SimpleQueue[Progress] = ctx.SimpleQueue()
+        self.pool: Pool = ctx.Pool(processes, initializer=_init, initargs=(self.progress, node, url, lock))
 
     def pids(self) -> list[int]:
         return [p.pid for p in getattr(self.pool, "_pool", []) if p.pid]

@@ -1,0 +1,194 @@
+"""What happens to a job whose run was cut: re-queue it (counted), fail it as poison, or quarantine it.
+
+Every run of a job is an RQ Execution (`job_id:execution_id` in the StartedJobRegistry). Whoever settles
+a run first - the slot writing its result, or a node/sweeper re-queueing it - claims it with one
+`SET NX` (`mplab:claim:JOB:EXECUTION`), so a run is settled once: a job re-queued by a sweeper is not
+also finished by the slot it was taken from (one result per job, at-least-once execution).
+
+Counters in `job.meta` (kept across re-queues):
+  interruptions   every reason the job was put back or failed by a node, oldest first
+  deaths          runs cut because the node or slot running it died; POISON_LIMIT of them fail the job
+  pool_deaths     batches whose Pool process died; the POOL_DEATH_LIMIT + 1st fails the batch
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+import redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.results import Result
+from rq.serializers import JSONSerializer
+from rq.utils import as_text, now, str_to_date, utcformat
+
+from workers import defaults
+
+log = logging.getLogger("mplab.recovery")
+
+SLOT_NAME = re.compile(r"^(?P<node>.+)\.slot\d+$")
+SETTLED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.STOPPED)
+
+
+class Cut(StrEnum):
+    """Why a run was cut; decides which counter it adds to."""
+
+    DEATH = "deaths"  # the node or slot running it died
+    POOL = "pool_deaths"  # a Pool process died under the batch
+    STOP = "stops"  # the node was stopped and the grace period ran out
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `interrupt` did with one run."""
+
+    job_id: str
+    action: str  # "requeued", "failed", or "skipped" (already settled by someone else, or gone)
+    reason: str
+
+
+def slot_key(slot_name: str) -> str:
+    return defaults.SLOT_KEY_PREFIX + slot_name
+
+
+def claim_key(job_id: str, execution_id: str) -> str:
+    return f"{defaults.CLAIM_KEY_PREFIX}{job_id}:{execution_id}"
+
+
+def claim(client: redis.Redis, job_id: str, execution_id: str, owner: str) -> bool:
+    """Settle one run of a job; True for its first claimant only (again True for it on a retry)."""
+    key = claim_key(job_id, execution_id)
+    if client.set(key, owner, nx=True, ex=defaults.CLAIM_TTL):
+        return True
+    held = client.get(key)
+    return held is not None and as_text(held) == owner
+
+
+def interrupt(client: redis.Redis, job_id: str, execution_id: str | None, reason: str, cut: Cut, owner: str) -> Outcome:
+    """Put a cut run's job back at the front of its queue, or fail it once its counter is exhausted.
+
+    Safe to call again after a Redis error part-way (the claim is `owner`'s, the status check skips a
+    job already settled).
+    """
+    if execution_id is not None and not claim(client, job_id, execution_id, owner):
+        return Outcome(job_id, "skipped", "already settled")
+    try:
+        job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+    except NoSuchJobError:
+        return Outcome(job_id, "skipped", "job vanished")
+    if job.get_status() in SETTLED:
+        return Outcome(job_id, "skipped", "job already finished")
+    count = int(job.meta.get(cut.value, 0)) + 1
+    job.meta[cut.value] = count
+    job.meta.setdefault("interruptions", []).append(reason)
+    job.meta.pop("progress", None)  # the cut run's; the next run reports its own
+    limit = {Cut.DEATH: defaults.POISON_LIMIT, Cut.POOL: defaults.POOL_DEATH_LIMIT + 1}.get(cut)
+    started = StartedJobRegistry(job.origin, connection=client)
+    if limit is not None and count >= limit:
+        what = "nodes or slots died" if cut is Cut.DEATH else "Pool processes died"
+        final = f"failed: {count} runs of this job ended because {what} under it (limit {limit}); last: {reason}"
+        job.save_meta()
+        _fail(client, job, started, final)
+        log.warning("job %s %s", job_id, final)
+        return Outcome(job_id, "failed", final)
+    job.meta["requeues"] = int(job.meta.get("requeues", 0)) + 1
+    job.save_meta()
+    with client.pipeline() as pipe:
+        for execution in job.get_executions():
+            execution.delete(job, pipeline=pipe)
+        started.remove_executions(job, pipeline=pipe)
+        pipe.execute()
+    failed = FailedJobRegistry(job.origin, connection=client, serializer=JSONSerializer)
+    failed.add(job, exc_string=reason)
+    failed.requeue(job, at_front=True)
+    log.warning("re-queued job %s on %s (%s)", job_id, job.origin, reason)
+    return Outcome(job_id, "requeued", reason)
+
+
+def _fail(client: redis.Redis, job: Job, started: StartedJobRegistry, reason: str) -> None:
+    """Fail `job` with `reason`: failed registry, status, and a failure Result (`mplab result` shows it)."""
+    job.ended_at = now()
+    with client.pipeline() as pipe:
+        for execution in job.get_executions():
+            execution.delete(job, pipeline=pipe)
+        started.remove_executions(job, pipeline=pipe)
+        job.set_status(JobStatus.FAILED, pipeline=pipe)
+        FailedJobRegistry(job.origin, connection=client, serializer=JSONSerializer).add(
+            job, ttl=job.failure_ttl, exc_string=reason, pipeline=pipe
+        )
+        Result.create_failure(job, job.failure_ttl, exc_string=reason, pipeline=pipe)
+        pipe.execute()
+
+
+def sweep(client: redis.Redis, queues: tuple[str, ...], owner: str) -> list[Outcome]:
+    """Re-queue every started job whose node's heartbeat key and slot's liveness key have both expired.
+
+    Run on a timer by every live node. Jobs of workers that are not mplab slots (a stock `rq worker`)
+    are left to RQ's own registry maintenance.
+    """
+    with client.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            pipe.zrange(StartedJobRegistry(queue, connection=client).key, 0, -1)
+        entries = [e.decode() for rows in pipe.execute() for e in rows]
+    runs = [tuple(e.split(":", 1)) for e in entries if ":" in e]
+    if not runs:
+        return []
+    with client.pipeline(transaction=False) as pipe:
+        for job_id, execution_id in runs:
+            pipe.hget(f"rq:execution:{job_id}:{execution_id}", "worker_name")
+        workers = [w.decode() if w else "" for w in pipe.execute()]
+    candidates = [(run, w, m["node"]) for run, w in zip(runs, workers, strict=True) if (m := SLOT_NAME.match(w))]
+    if not candidates:
+        return []
+    with client.pipeline(transaction=False) as pipe:
+        for _run, worker, node in candidates:
+            pipe.exists(defaults.NODE_KEY_PREFIX + node, slot_key(worker))
+        alive = pipe.execute()
+    outcomes = []
+    for (run, worker, node), keys in zip(candidates, alive, strict=True):
+        if keys == 0:
+            reason = f"node {node} died (no heartbeat from it or its slot {worker} for {defaults.HEARTBEAT_TTL}s)"
+            outcomes.append(interrupt(client, run[0], run[1], reason, Cut.DEATH, owner))
+    return outcomes
+
+
+DATE_FIELDS = ("created_at", "enqueued_at", "started_at", "ended_at", "last_heartbeat")
+
+
+def quarantine(client: redis.Redis, job_id: str, queue: str, error: BaseException) -> str:
+    """Fail a job whose Redis hash RQ cannot read (e.g. `status=bogus`), naming the bad fields.
+
+    The bad fields are overwritten (status `failed`, dates now) so RQ, `rq info` and `mplab result`
+    can read the job again; the reason, with the original values, is its failure Result.
+    """
+    key = Job.key_for(job_id)
+    raw = {k.decode(): v.decode(errors="replace") for k, v in client.hgetall(key).items()}  # type: ignore[union-attr]
+    bad: list[str] = []
+    fix: dict[str, str] = {"status": JobStatus.FAILED.value}
+    if raw.get("status") not in {s.value for s in JobStatus}:
+        bad.append(f"status={raw.get('status')!r}")
+    for field in DATE_FIELDS:
+        if raw.get(field):
+            try:
+                str_to_date(raw[field])
+            except ValueError:
+                bad.append(f"{field}={raw[field]!r}")
+                fix[field] = utcformat(now())
+    if not raw.get("origin"):
+        fix["origin"] = queue
+    detail = ", ".join(bad) or f"{type(error).__name__}: {error}"
+    reason = f"failed: the job's Redis hash is corrupt ({detail}); it was never run"
+    client.hset(key, mapping=fix)  # type: ignore[arg-type]
+    try:
+        job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+        _fail(client, job, StartedJobRegistry(job.origin, connection=client), reason)
+    except Exception:  # still unreadable: at least the failed registry and the hash say why
+        client.hset(key, "exc_info", reason)
+        failed = FailedJobRegistry(queue, connection=client)
+        client.zadd(failed.key, {job_id: now().timestamp() + defaults.CLAIM_TTL})
+    log.warning("job %s on %s: %s", job_id, queue, reason)
+    return reason
