@@ -1,0 +1,295 @@
+"""Chaos: real nodes, real redis-server, real kill -9. Each test asserts every job finished exactly once
+(one result each, none lost), recovery within the issue's bound, and no process left behind.
+
+Bounds are generous (working vs broken: stock RQ takes 11+ minutes to re-queue a dead worker's job);
+the recovery times themselves are measured by benchmarks/recovery.py, not asserted here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.results import Result
+from rq.serializers import JSONSerializer
+from typer.testing import CliRunner
+
+from cli.main import app
+from tasks import batch, cpu
+from tests.conftest import Nodes, mplab_cmd
+from workers import jobs
+from workers.redis_server import die_with_parent, find_redis_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SIZE = 3_000_000  # one task: ~0.15-0.5 s of CPU
+runner = CliRunner()
+
+
+def wait_until(predicate, timeout=30.0, step=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"{what} not met within {timeout}s")
+
+
+def finished_once(client, job_ids) -> bool:
+    """Every job finished, with exactly one result, a successful one."""
+    for job_id in job_ids:
+        job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+        if job.get_status() != JobStatus.FINISHED:
+            return False
+    return True
+
+
+def assert_one_result_each(client, job_ids, size=SIZE):
+    expected = jobs.sum_squares_expected(size)
+    for job_id in job_ids:
+        job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+        assert [r.type for r in job.results()] == [Result.Type.SUCCESSFUL], (job_id, job.meta)
+        value = job.return_value()
+        assert value.get("values", [value.get("value")]) == [expected] * len(value.get("values", [0]))
+
+
+def tree(proc) -> list[psutil.Process]:
+    return psutil.Process(proc.pid).children(recursive=True)
+
+
+def assert_gone(procs, timeout=10.0):
+    """The processes exit by themselves within `timeout`; any straggler is killed and reported."""
+    _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    assert not alive, f"left running: {alive}"
+
+
+def started_on(client, queue, node) -> list[str]:
+    registry = Queue(queue, connection=client).started_job_registry
+    ids = []
+    for job_id in registry.get_job_ids(cleanup=False):
+        worker = client.hget(f"rq:job:{job_id}", "worker_name") or b""
+        if worker.decode().startswith(node + "."):
+            ids.append(job_id)
+    return ids
+
+
+def test_kill9_node_mid_batch_requeues_its_batches_at_once(nodes, real_redis):
+    n1 = nodes.start("n1", pool=2)
+    q = Queue("default", connection=real_redis, serializer=JSONSerializer)
+    ids = [q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[SIZE]] * 30, 1).id for _ in range(2)]
+    wait_until(lambda: len(started_on(real_redis, "default", "n1")) == 2, what="both batches running on n1")
+    first = Job.fetch(ids[0], connection=real_redis, serializer=JSONSerializer)
+    wait_until(lambda: (first.refresh() or True) and first.meta.get("progress", {}).get("done", 0) > 0)
+    nodes.start("n2", pool=2)
+    children = tree(n1)
+    n1.kill()
+    killed = time.monotonic()
+    wait_until(lambda: finished_once(real_redis, ids), timeout=60, what="batches finished elsewhere")
+    recovered = time.monotonic() - killed
+    assert recovered < 30, recovered  # issue 8: <= 15 s on a quiet machine; stock RQ 11+ min
+    assert_one_result_each(real_redis, ids)
+    for job_id in ids:
+        job = Job.fetch(job_id, connection=real_redis, serializer=JSONSerializer)
+        assert job.meta["deaths"] == 1 and "died" in job.meta["interruptions"][0], job.meta
+        assert job.latest_result().worker_name.startswith("n2."), job.latest_result().worker_name
+    assert_gone(children)  # slots see the node's death at once and exit; Pool processes die with it
+
+
+def test_kill9_node_mid_single_the_orphaned_slot_finishes_its_job_then_exits(nodes, real_redis):
+    n1 = nodes.start("n1", pool=1)
+    q = Queue("default", connection=real_redis, serializer=JSONSerializer)
+    job = q.enqueue(cpu.sum_squares, SIZE * 10)  # a few seconds in the slot
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
+    children = tree(n1)
+    n1.kill()
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=60)
+    assert [r.type for r in job.results()] == [Result.Type.SUCCESSFUL]
+    assert job.return_value()["value"] == jobs.sum_squares_expected(SIZE * 10)
+    assert job.latest_result().worker_name == "n1.slot1"  # not cut, not run twice
+    assert_gone(children)
+
+
+def test_kill9_whole_node_is_swept_by_a_live_node(nodes, real_redis):
+    nodes.start("n2", pool=1)  # the survivor; it sweeps only once it has seen Redis for a heartbeat TTL
+    q = Queue("high", connection=real_redis, serializer=JSONSerializer)
+    blocker = Queue("low", connection=real_redis, serializer=JSONSerializer).enqueue(cpu.sum_squares, SIZE * 4)
+    wait_until(lambda: blocker.get_status(refresh=True) == JobStatus.STARTED)  # n2 is busy: n1 gets the job
+    n1 = nodes.start("n1", pool=1)
+    job = q.enqueue(cpu.sum_squares, SIZE * 20)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
+    job.refresh()
+    assert job.worker_name == "n1.slot1"
+    procs = [psutil.Process(n1.pid), *tree(n1)]
+    for proc in procs:  # the machine is gone: node, slot and Pool at once
+        proc.kill()
+    killed = time.monotonic()
+    wait_until(lambda: (job.refresh() or True) and job.meta.get("deaths") == 1, timeout=40, what="re-queued")
+    requeued = time.monotonic() - killed
+    assert requeued < 25, requeued  # heartbeat TTL 10 s + sweep 2 s; stock RQ: 11+ min
+    assert "node n1 died" in job.meta["interruptions"][0]
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=60)
+    assert [r.type for r in job.results()] == [Result.Type.SUCCESSFUL]
+    assert job.latest_result().worker_name == "n2.slot1"
+    assert_gone(procs, timeout=5)
+
+
+def test_kill9_of_a_slot_requeues_its_job_and_restarts_the_slot(nodes, real_redis):
+    n1 = nodes.start("n1", pool=1)
+    q = Queue("default", connection=real_redis, serializer=JSONSerializer)
+    job = q.enqueue(cpu.sum_squares, SIZE * 10)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
+    slot_pid = int(real_redis.hget("rq:worker:n1.slot1", "pid"))
+    os.kill(slot_pid, signal.SIGKILL)
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=60)
+    job.refresh()
+    assert [r.type for r in job.results()] == [Result.Type.SUCCESSFUL]
+    assert job.meta["deaths"] == 1 and "slot n1.slot1" in job.meta["interruptions"][0]
+    assert int(real_redis.hget("rq:worker:n1.slot1", "pid")) != slot_pid and n1.poll() is None
+
+
+def test_a_timed_out_batch_stops_its_pool_work_and_the_next_batch_runs_at_once(nodes, real_redis):
+    n1 = nodes.start("n1", pool=1)
+    q = Queue("default", connection=real_redis, serializer=JSONSerializer)
+    slow = q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[SIZE]] * 200, 1, job_timeout=2)
+    wait_until(lambda: slow.get_status(refresh=True) == JobStatus.STARTED)
+    slot_pid = int(real_redis.hget("rq:worker:n1.slot1", "pid"))
+    (pool_proc,) = [p for p in tree(n1) if p.pid != slot_pid]
+    wait_until(lambda: slow.get_status(refresh=True) == JobStatus.FAILED, timeout=30)
+    failed_at = time.monotonic()
+    assert "JobTimeoutException" in jobs.failure_reason(slow)
+    assert_gone([pool_proc], timeout=5)  # its Pool work stopped (issue 8: <= 2 s), not 200 tasks later
+    quick = q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[10], [20]], 1)
+    wait_until(lambda: quick.get_status(refresh=True) == JobStatus.FINISHED, timeout=30)
+    assert time.monotonic() - failed_at < 15
+    assert quick.return_value()["values"] == [285, 2470]
+
+
+def test_a_corrupt_job_hash_is_failed_with_a_reason_and_no_slot_crash(nodes, redis_url, real_redis):
+    q = Queue("default", connection=real_redis, serializer=JSONSerializer)
+    bad = q.enqueue(cpu.sum_squares, 10)
+    real_redis.hset(bad.key, mapping={"status": "bogus", "created_at": "yesterday"})
+    good = q.enqueue(cpu.sum_squares, 10)
+    nodes.start("n1", pool=1)
+    wait_until(lambda: good.get_status(refresh=True) == JobStatus.FINISHED)
+    slot_pid = real_redis.hget("rq:worker:n1.slot1", "pid")
+    assert bad.id in q.failed_job_registry.get_job_ids()
+    reason = jobs.failure_reason(Job.fetch(bad.id, connection=real_redis, serializer=JSONSerializer))
+    assert "corrupt" in reason and "status='bogus'" in reason and "created_at='yesterday'" in reason, reason
+    shown = runner.invoke(app, ["--redis-url", redis_url, "result", bad.id])
+    assert shown.exit_code == 1 and "corrupt" in shown.stdout, shown.output
+    assert "died" not in nodes.log("n1") and real_redis.hget("rq:worker:n1.slot1", "pid") == slot_pid
+
+
+# -- Redis outages: a private redis-server with an append-only file, killed and restarted --------------
+
+
+class OwnRedis:
+    """A redis-server this test kills -9 and restarts on the same port and password, keeping its data."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.binary, _ = find_redis_server()
+        self.workdir = workdir
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.password = secrets.token_hex(8)
+        self.url = f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--requirepass", self.password,
+                "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--dir", str(self.workdir)]  # fmt: skip
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        with redis.Redis.from_url(self.url, socket_connect_timeout=0.5) as probe:
+            wait_until(lambda: self._ping(probe), timeout=10, what="redis-server up")
+
+    @staticmethod
+    def _ping(probe: redis.Redis) -> bool:
+        with contextlib.suppress(redis.RedisError):
+            return bool(probe.ping())
+        return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = OwnRedis(tmp_path)
+    server.start()
+    yield server
+    server.kill()
+
+
+def test_redis_killed_for_10s_while_both_nodes_are_busy(own_redis, tmp_path):
+    client = redis.Redis.from_url(own_redis.url)
+    factory = Nodes(own_redis.url, tmp_path)
+    try:
+        n1, n2 = factory.start("n1", pool=2), factory.start("n2", pool=2)
+        q = Queue("default", connection=client, serializer=JSONSerializer)
+        singles = [q.enqueue(cpu.sum_squares, SIZE * 6).id for _ in range(6)]
+        batches = [q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[SIZE]] * 8, 1).id for _ in range(2)]
+        registry = q.started_job_registry
+        wait_until(lambda: len(registry.get_job_ids(cleanup=False)) == 4, what="all four slots busy")
+        own_redis.kill()
+        time.sleep(10)
+        own_redis.start()
+        back = time.monotonic()
+        probe = q.enqueue(cpu.sum_squares, 10)
+        wait_until(lambda: finished_once(client, [*singles, *batches, probe.id]), timeout=90, what="all done")
+        assert time.monotonic() - back < 60
+        assert_one_result_each(client, singles, SIZE * 6)
+        assert_one_result_each(client, batches)
+        assert n1.poll() is None and n2.poll() is None  # both nodes rode the outage out
+        late = q.enqueue(cpu.sum_squares, 10)  # and take jobs again at once (issue 8: <= 5 s)
+        wait_until(lambda: late.get_status(refresh=True) == JobStatus.FINISHED, timeout=15)
+        for name in ("n1", "n2"):
+            log = factory.log(name)
+            assert "unhandled exception" not in log and "Traceback" not in log, log[-3000:]
+            assert "died" not in log, log[-3000:]
+            assert "Redis unreachable" in log and "Redis is back" in log, log[-3000:]  # it did span the outage
+        children = tree(n1) + tree(n2)
+        n1.send_signal(signal.SIGTERM)
+        n2.send_signal(signal.SIGTERM)
+        assert n1.wait(timeout=30) == 0 and n2.wait(timeout=30) == 0
+        assert_gone(children, timeout=5)
+    finally:
+        factory.stop_all()
+        client.close()
+
+
+def test_a_node_stops_with_one_line_and_exit_1_after_its_redis_timeout(own_redis, tmp_path):
+    factory = Nodes(own_redis.url, tmp_path)
+    try:
+        node = factory.start("n1", "--redis-timeout", "2", pool=1)
+        children = tree(node)
+        own_redis.kill()
+        assert node.wait(timeout=30) == 1
+        last = factory.log("n1").strip().splitlines()[-1]
+        assert "unreachable for" in last and "--redis-timeout 2" in last and own_redis.password not in last, last
+        assert_gone(children, timeout=5)
+    finally:
+        factory.stop_all()
+
+
+def test_bad_worker_options_give_one_line_and_exit_2():
+    for args in (["--pool", "10000"], ["--grace", "nan"], ["--redis-timeout", "inf"], ["--name", "a\nb"]):
+        done = subprocess.run(mplab_cmd("worker", *args), capture_output=True, text=True, timeout=20)
+        assert done.returncode == 2, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
