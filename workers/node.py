@@ -121,10 +121,7 @@ class Node:
 
     def _bury(self, slot_name: str) -> None:
         """Mark a dead slot's RQ worker record dead, so a replacement may register the same name."""
-        key = worker_key(slot_name)
-        with contextlib.suppress(Exception):
-            if self.client.exists(key):
-                SimpleWorker.find_by_key(key, connection=self.client).register_death()  # type: ignore[union-attr]
+        recovery.bury(self.client, slot_name)
 
     def _slot_name(self, i: int) -> str:
         return f"{self.name}.slot{i + 1}"
@@ -313,8 +310,9 @@ class Node:
         for slot in self.slots:
             if slot.process.is_alive():
                 runs: list[tuple[str, str]] = []
-                with contextlib.suppress(redis.RedisError):
-                    runs = self._current_runs(slot.name)
+                if self.redis_lost_at is None:  # else each lookup would wait for a connect timeout
+                    with contextlib.suppress(redis.RedisError):
+                        runs = self._current_runs(slot.name)
                 slot.process.kill()
                 slot.process.join()
                 try:

@@ -13,6 +13,7 @@ Counters in `job.meta` (kept across re-queues):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
 from rq.utils import as_text, now, str_to_date, utcformat
+from rq.worker import SimpleWorker
 
 from workers import defaults
 
@@ -153,7 +155,16 @@ def sweep(client: redis.Redis, queues: tuple[str, ...], owner: str) -> list[Outc
         if keys == 0:
             reason = f"node {node} died (no heartbeat from it or its slot {worker} for {defaults.HEARTBEAT_TTL}s)"
             outcomes.append(interrupt(client, run[0], run[1], reason, Cut.DEATH, owner))
+            bury(client, worker)
     return outcomes
+
+
+def bury(client: redis.Redis, worker: str) -> None:
+    """Mark a dead slot's RQ worker record dead (`rq info` stops listing it; its name may be reused)."""
+    with contextlib.suppress(Exception):
+        found = SimpleWorker.find_by_key(SimpleWorker.redis_worker_namespace_prefix + worker, connection=client)
+        if found is not None:
+            found.register_death()
 
 
 DATE_FIELDS = ("created_at", "enqueued_at", "started_at", "ended_at", "last_heartbeat")
