@@ -60,8 +60,10 @@ def check_options(name: str, pool_size: int, grace: float, redis_timeout: float)
             f"node name must be 1-{defaults.MAX_NODE_NAME} letters, digits or . _ - : @ "
             f"(starting with a letter or digit), got {name!r}"
         )
-    if not 1 <= pool_size <= defaults.MAX_POOL_SIZE:
-        raise ConfigError(f"pool size must be 1..{defaults.MAX_POOL_SIZE}, got {pool_size}")
+    if pool_size < 1:
+        raise ConfigError(f"pool size must be >= 1, got {pool_size}")
+    if pool_size > defaults.MAX_POOL_SIZE:
+        raise ConfigError(f"pool size must be <= {defaults.MAX_POOL_SIZE}, got {pool_size}")
     if not (math.isfinite(grace) and 0 <= grace <= defaults.MAX_GRACE):
         raise ConfigError(f"grace period must be 0..{defaults.MAX_GRACE:.0f} seconds, got {grace}")
     if not (math.isfinite(redis_timeout) and 1 <= redis_timeout <= defaults.MAX_REDIS_TIMEOUT):
