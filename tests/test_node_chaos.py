@@ -90,7 +90,7 @@ def started_on(client, queue, node) -> list[str]:
 def test_kill9_node_mid_batch_requeues_its_batches_at_once(nodes, real_redis):
     n1 = nodes.start("n1", pool=2)
     q = Queue("default", connection=real_redis, serializer=JSONSerializer)
-    ids = [q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[SIZE]] * 30, 1).id for _ in range(2)]
+    ids = [q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[SIZE]] * 20, 1).id for _ in range(2)]
     wait_until(lambda: len(started_on(real_redis, "default", "n1")) == 2, what="both batches running on n1")
     first = Job.fetch(ids[0], connection=real_redis, serializer=JSONSerializer)
     wait_until(lambda: (first.refresh() or True) and first.meta.get("progress", {}).get("done", 0) > 0)

@@ -216,6 +216,8 @@ class SlotWorker(LeanWorker):
         exc = exc_info[1]
         if isinstance(exc, RunCut):
             self._persist(recovery.interrupt, self.connection, job.id, execution.id, exc.reason, exc.cut, self.name)
+            if exc.cut is recovery.Cut.DEATH:
+                self._stop_requested = True  # the node is gone: take no other job
             return
         if not self._settled_elsewhere(job, execution):
             super()._finalize_failure(job, queue, execution, exc_info)
@@ -266,7 +268,10 @@ class SlotWorker(LeanWorker):
             )
         if self.hub is None:  # not inside a node: behave like any RQ worker
             return batch.run_batch(task, items, chunksize)
-        self.hub.send(("batch", job.id, task, [list(i) for i in items], int(chunksize)))
+        try:
+            self.hub.send(("batch", job.id, task, [list(i) for i in items], int(chunksize)))
+        except OSError:  # the node died before this slot's SIGTERM arrived
+            raise RunCut(recovery.Cut.DEATH, f"node of {self.name} died before the batch could start") from None
         try:
             kind, payload = self._await_batch(job.id)
         except BaseException:  # its timeout, or the node's loss: the node must stop its Pool work now
