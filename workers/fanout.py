@@ -107,6 +107,13 @@ class Fanout:
             log.warning("node %s: batch %s abandoned by its slot; stopping its Pool work", self.node, job_id)
             self._replace_pool(culprits=set(), reason="")
 
+    def forget(self, conn: Connection) -> None:
+        """A slot died: stop the Pool work of its batches (they are re-queued from its RQ record)."""
+        with self.lock:
+            orphans = [b.job_id for b in self.batches.values() if b.conn is conn]
+        for job_id in orphans:
+            self.cancel(job_id)
+
     # -- Pool health -----------------------------------------------------------------------------------
     def check_pool(self) -> bool:
         """If a Pool process died, re-queue the batch it ran (via its slot) and start a fresh Pool."""

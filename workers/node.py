@@ -286,6 +286,7 @@ class Node:
                 continue
             if slot.restart_at is None:
                 slot.process.join()
+                self.fanout.forget(slot.conn)
                 slot.conn.close()
                 quick = now - slot.started < 30
                 slot.failures = slot.failures + 1 if quick else 1

@@ -341,12 +341,17 @@ def _keep_alive(worker: SlotWorker, client: redis.Redis, parent_pid: int) -> Non
         time.sleep(0.2)
 
 
-def _wait_for_redis(client: redis.Redis, cfg: SlotConfig, parent_pid: int) -> None:
-    """Block until Redis answers (a slot restarted during an outage must not die in its constructor)."""
+def _wait_for_redis(cfg: SlotConfig, parent_pid: int) -> None:
+    """Block until Redis answers (a slot restarted during an outage must not die in its constructor).
+
+    A client of its own: RQ sets the worker connection's socket timeout above its BLPOP timeout, which
+    a connection pooled before (redis-py's default: 5 s) would keep.
+    """
     since = time.monotonic()
     while True:
         try:
-            client.ping()
+            with redis.Redis.from_url(cfg.url, socket_connect_timeout=3) as probe:
+                probe.ping()
             return
         except (redis.ConnectionError, redis.TimeoutError):
             if os.getppid() != parent_pid or time.monotonic() - since > cfg.redis_timeout:
@@ -368,8 +373,8 @@ def slot_main(cfg: SlotConfig, hub: Connection, lock: Any, inherited: list[Conne
         return
     nodectx.init(cfg.node, cfg.url, lock)
     catalog.load()
+    _wait_for_redis(cfg, parent_pid)
     connection = redis.Redis.from_url(cfg.url, socket_connect_timeout=3)
-    _wait_for_redis(connection, cfg, parent_pid)
     worker = SlotWorker(
         list(cfg.queues), name=cfg.name, connection=connection, serializer=JSONSerializer, job_class=NodeJob
     )
