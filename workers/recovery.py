@@ -41,7 +41,7 @@ class Cut(StrEnum):
 
     DEATH = "deaths"  # the node or slot running it died
     POOL = "pool_deaths"  # a Pool process died under the batch
-    STOP = "stops"  # the node was stopped and the grace period ran out
+    STOP = "stops"  # the node was stopped (grace period over) or gone before the run began: not the job's fault
 
 
 @dataclass(frozen=True)

@@ -270,8 +270,9 @@ class SlotWorker(LeanWorker):
             return batch.run_batch(task, items, chunksize)
         try:
             self.hub.send(("batch", job.id, task, [list(i) for i in items], int(chunksize)))
-        except OSError:  # the node died before this slot's SIGTERM arrived
-            raise RunCut(recovery.Cut.DEATH, f"node of {self.name} died before the batch could start") from None
+        except OSError:  # the node died before this slot heard of it: not the job's fault, no poison count
+            self._stop_requested = True
+            raise RunCut(recovery.Cut.STOP, f"node of {self.name} was gone before the batch could start") from None
         try:
             kind, payload = self._await_batch(job.id)
         except BaseException:  # its timeout, or the node's loss: the node must stop its Pool work now
