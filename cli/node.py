@@ -9,7 +9,7 @@ import typer
 
 from cli.base import err_console, settings_of
 from workers import defaults
-from workers.node import Node, check_options, default_node_name
+from workers.node import Node, check_options, check_queues, default_node_name
 from workers.redis_server import redis_for
 from workers.settings import parse_queues
 
@@ -17,11 +17,20 @@ from workers.settings import parse_queues
 def worker(
     ctx: typer.Context,
     pool: Annotated[
-        int | None, typer.Option("--pool", "-p", help="Job slots and Pool processes.", show_default="cores")
+        int | None,
+        typer.Option(
+            "--pool", "-p", help=f"Job slots and Pool processes, 1..{defaults.MAX_POOL_SIZE}.", show_default="cores"
+        ),
     ] = None,
     queues: Annotated[
         str | None,
-        typer.Option("--queues", "-q", help="Queues in priority order.", show_default="high,default,low"),
+        typer.Option(
+            "--queues",
+            "-q",
+            help=f"Queues in priority order, comma-separated: up to {defaults.MAX_QUEUES} names of "
+            f"up to {defaults.MAX_QUEUE_NAME} letters, digits, . _ - :.",
+            show_default="high,default,low",
+        ),
     ] = None,
     burst: Annotated[bool, typer.Option("--burst", help="Exit once the queues are empty.")] = False,
     name: Annotated[
@@ -55,8 +64,9 @@ def worker(
 
     Stops on SIGTERM/Ctrl-C: running jobs get the grace period, then are re-queued; no child is left.
     """
+    node_name = name if name is not None else default_node_name()
     check_options(  # before Settings, before any Redis
-        name or default_node_name(),
+        node_name,
         pool if pool is not None else 1,
         grace if grace is not None else 0.0,
         redis_timeout,
@@ -66,7 +76,7 @@ def worker(
     if pool is not None:
         changes["pool_size"] = pool
     if queues is not None:
-        changes["queues"] = parse_queues(queues)
+        changes["queues"] = check_queues(parse_queues(queues))
     if grace is not None:
         changes["grace_period"] = grace
     settings = settings.with_(**changes)
@@ -74,5 +84,4 @@ def worker(
                         format="%(asctime)s %(name)s %(message)s")  # fmt: skip
     with redis_for(settings.redis_url, settings.state_dir, shared_for="a worker node") as (url, where):
         err_console.print(f"[dim]using {where}[/dim]")
-        node_name = name or default_node_name()
         Node(settings, url, node_name, burst=burst, verbose=verbose, redis_timeout=redis_timeout).run()

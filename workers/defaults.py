@@ -85,6 +85,12 @@ MAX_REDIS_TIMEOUT = 86400.0
 MAX_NODE_NAME = 100
 """Longest node name accepted, in characters (letters, digits and . _ - : @ only)."""
 
+MAX_QUEUES = 16
+"""Most queues one node serves (`worker --queues`)."""
+
+MAX_QUEUE_NAME = 64
+"""Longest queue name a node accepts, in characters (letters, digits and . _ - : only)."""
+
 MAX_BATCH_ITEMS = 100_000
 """Most tasks one batch job may carry (checked at submit and again by the node)."""
 

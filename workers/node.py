@@ -53,12 +53,37 @@ def default_node_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+QUEUE_NAME = re.compile(r"[A-Za-z0-9._:-]+")
+
+
+def _what_is_wrong(text: str, pattern: re.Pattern[str], limit: int) -> str:
+    """Describe a bad name without echoing it (it may hold newlines or console markup)."""
+    if not text:
+        return "got an empty name"
+    if len(text) > limit:
+        return f"got {len(text)} characters"
+    bad = next((c for c in text if not pattern.fullmatch(c)), text[0])
+    return f"got character {ascii(bad)} at position {text.index(bad)}"
+
+
+def check_queues(queues: tuple[str, ...]) -> tuple[str, ...]:
+    """At most MAX_QUEUES names of letters, digits and . _ - : (no path, space or markup)."""
+    if len(queues) > defaults.MAX_QUEUES:
+        raise ConfigError(f"a node serves at most {defaults.MAX_QUEUES} queues, got {len(queues)}")
+    for queue in queues:
+        if len(queue) > defaults.MAX_QUEUE_NAME or not QUEUE_NAME.fullmatch(queue):
+            why = _what_is_wrong(queue, QUEUE_NAME, defaults.MAX_QUEUE_NAME)
+            raise ConfigError(f"queue names must be 1-{defaults.MAX_QUEUE_NAME} letters, digits or . _ - : ({why})")
+    return queues
+
+
 def check_options(name: str, pool_size: int, grace: float, redis_timeout: float) -> None:
     """Finite, documented ranges for every node option; ConfigError (exit 2) otherwise."""
     if len(name) > defaults.MAX_NODE_NAME or not NODE_NAME.fullmatch(name):
+        why = _what_is_wrong(name, re.compile(r"[A-Za-z0-9._:@-]"), defaults.MAX_NODE_NAME)
         raise ConfigError(
-            f"node name must be 1-{defaults.MAX_NODE_NAME} letters, digits or . _ - : @ "
-            f"(starting with a letter or digit), got {name!r}"
+            f"node name must be 1-{defaults.MAX_NODE_NAME} letters, digits or . _ - : @, "
+            f"starting with a letter or digit ({why})"
         )
     if pool_size < 1:
         raise ConfigError(f"pool size must be >= 1, got {pool_size}")
@@ -94,6 +119,7 @@ class Node:
         redis_timeout: float = defaults.REDIS_TIMEOUT,
     ):
         check_options(name, settings.pool_size, settings.grace_period, redis_timeout)
+        check_queues(settings.queues)
         self.settings = settings
         self.url = url
         self.name = name

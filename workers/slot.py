@@ -139,8 +139,11 @@ class SlotWorker(LeanWorker):
     def prepare_execution(self, job: Job) -> Any:
         return self._persist(super().prepare_execution, job)
 
-    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+    def _start(self, job: Job) -> Any:
         self.trouble, self.job_t0 = False, time.monotonic()
+        return self._persist(super()._start, job)
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
         self._persist(super().prepare_job_execution, job, remove_from_intermediate_queue)
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
