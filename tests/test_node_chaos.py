@@ -113,6 +113,21 @@ def test_kill9_of_a_slot_requeues_its_job_and_restarts_the_slot(nodes, real_redi
     assert int(real_redis.hget("rq:worker:n1.slot1", "pid")) != slot_pid and n1.poll() is None
 
 
+def test_kill9_of_a_slot_mid_batch_stops_its_pool_work_and_requeues_the_batch(nodes, real_redis):
+    n1 = nodes.start("n1", pool=1)
+    q = Queue("default", connection=real_redis, serializer=JSONSerializer)
+    job = q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[SIZE]] * 30, 1)
+    wait_until(lambda: (job.refresh() or True) and job.meta.get("progress", {}).get("done", 0) > 0)
+    slot_pid = int(real_redis.hget("rq:worker:n1.slot1", "pid"))
+    (pool_proc,) = [p for p in tree(n1) if p.pid != slot_pid]
+    os.kill(slot_pid, signal.SIGKILL)
+    assert_gone([pool_proc], timeout=10)  # the dead slot's batch no longer burns the Pool
+    wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=90)
+    job.refresh()
+    assert job.meta["deaths"] == 1 and "slot n1.slot1" in job.meta["interruptions"][0], job.meta
+    assert_one_result_each(real_redis, [job.id])
+
+
 def test_a_timed_out_batch_stops_its_pool_work_and_the_next_batch_runs_at_once(nodes, real_redis):
     n1 = nodes.start("n1", pool=1)
     q = Queue("default", connection=real_redis, serializer=JSONSerializer)
