@@ -1,31 +1,40 @@
-"""In-host modes of `mplab compare`: serial, a Process per task, Pool (chunksize 1 / automatic), subprocess."""
+"""In-host modes of `mplab compare`: serial (in a clean child), a Process per task, a warm Pool, subprocess.
+
+Every mode runs in processes of its own, the serial reference included: the measuring process draws no
+progress while a mode runs and computes nothing itself, so no mode shares a core with a render thread.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import BaseContext
 from multiprocessing.pool import Pool
 from typing import Any
 
 from tasks import registry
+from workers.compare.records import RqTiming
+from workers.redis_server import die_with_parent
 
 
 @dataclass
 class Run:
-    """One mode on one workload: wall time, the values computed (to check), processes used."""
+    """One mode on one workload, once: wall time, the values computed (to check), processes used."""
 
     wall_s: float
     values: list[Any]
     workers: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    cpu_share: float = 1.0  # serial only: CPU seconds / wall seconds of the child that ran it
+    rq: RqTiming | None = None  # RQ modes only (drain_jobs_per_s holds this run's one sample)
 
 
 def task_fn(task: str) -> Callable[..., Any]:
@@ -33,26 +42,48 @@ def task_fn(task: str) -> Callable[..., Any]:
     return functools.partial(registry.call_raw, task)
 
 
-def median_run(runs: list[Run]) -> Run:
-    """The run with the median wall time, recording all of them."""
-    ordered = sorted(runs, key=lambda run: run.wall_s)
-    chosen = ordered[len(ordered) // 2]
-    if len(runs) > 1:
-        chosen.extra["repeats"] = len(runs)
-        chosen.extra["walls_s"] = [round(run.wall_s, 4) for run in ordered]
-    return chosen
-
-
-def serial(task: str, items: list[list[Any]]) -> Run:
-    fn = task_fn(task)
-    t0 = time.perf_counter()
-    values = [fn(*args) for args in items]
-    return Run(time.perf_counter() - t0, values, 1)
-
-
 def quiet_child() -> None:
-    """Children leave Ctrl-C to this command, which stops them in order."""
+    """Children leave Ctrl-C to this command, which stops them in order; they die with it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
+
+
+def _serial_loop(conn: Connection, parent_end: Connection | None) -> None:
+    quiet_child()
+    if parent_end is not None:
+        parent_end.close()  # our copy of the parent's end (fork): without it, the parent's exit is no EOF
+    while True:
+        try:
+            task, items = conn.recv()
+        except EOFError:
+            return
+        fn = registry.raw(task)
+        c0, t0 = time.process_time(), time.perf_counter()
+        values = [fn(*args) for args in items]
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        conn.send((wall, cpu, values))
+
+
+class SerialChild:
+    """A warm child process that runs tasks one after another and times them itself: the reference."""
+
+    def __init__(self, ctx: BaseContext) -> None:
+        self.conn, theirs = ctx.Pipe()
+        self.proc = ctx.Process(target=_serial_loop, args=(theirs, self.conn), name="mplab-serial")  # type: ignore[attr-defined]
+        self.proc.start()
+        theirs.close()
+
+    def run(self, task: str, items: list[list[Any]]) -> Run:
+        self.conn.send((task, items))
+        wall, cpu, values = self.conn.recv()
+        return Run(wall, values, 1, cpu_share=cpu / wall if wall > 0 else 1.0)
+
+    def close(self) -> None:
+        self.conn.close()
+        self.proc.join(timeout=0.5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
 
 
 def _child(conn: Connection, task: str, args: list[Any]) -> None:
@@ -67,18 +98,24 @@ def process_per_task(ctx: BaseContext, task: str, items: list[list[Any]], worker
     values: list[Any] = [None] * len(items)
     running: list[tuple[int, Any, Connection]] = []
     next_item = 0
-    while next_item < len(items) or running:
-        while next_item < len(items) and len(running) < workers:
-            ours, theirs = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_child, args=(theirs, task, items[next_item]))  # type: ignore[attr-defined]
-            proc.start()
-            theirs.close()
-            running.append((next_item, proc, ours))
-            next_item += 1
-        index, proc, conn = running.pop(0)
-        values[index] = conn.recv()
-        conn.close()
-        proc.join()
+    try:
+        while next_item < len(items) or running:
+            while next_item < len(items) and len(running) < workers:
+                ours, theirs = ctx.Pipe(duplex=False)
+                proc = ctx.Process(target=_child, args=(theirs, task, items[next_item]))  # type: ignore[attr-defined]
+                proc.start()
+                theirs.close()
+                running.append((next_item, proc, ours))
+                next_item += 1
+            index, proc, conn = running.pop(0)
+            values[index] = conn.recv()
+            conn.close()
+            proc.join()
+    finally:  # interrupted: the children still running are ours to stop
+        for _, proc, conn in running:
+            proc.kill()
+            proc.join()
+            conn.close()
     return Run(time.perf_counter() - t0, values, workers)
 
 
@@ -87,16 +124,40 @@ def pool_map(pool: Pool, task: str, items: list[list[Any]], workers: int, chunks
     fn = task_fn(task)
     t0 = time.perf_counter()
     values = pool.starmap(fn, items, chunksize=chunksize)
-    wall = time.perf_counter() - t0
-    return Run(wall, values, workers, {"chunksize": chunksize or "auto"})
+    return Run(time.perf_counter() - t0, values, workers)
 
 
-def start_pool(ctx: BaseContext, workers: int) -> tuple[Pool, float]:
-    """A Pool and the seconds until all its processes answered one task each."""
+@contextlib.contextmanager
+def warm_pool(ctx: BaseContext, workers: int) -> Iterator[tuple[Pool, float]]:
+    """A Pool and the seconds until all its processes answered one task each; always stopped in <= ~1 s."""
     t0 = time.perf_counter()
     pool: Pool = ctx.Pool(workers, initializer=quiet_child)
-    pool.map(abs, range(workers), chunksize=1)
-    return pool, time.perf_counter() - t0
+    try:
+        pool.map(abs, range(workers), chunksize=1)
+        yield pool, time.perf_counter() - t0
+    finally:
+        stop_pool(pool)
+
+
+def stop_pool(pool: Pool, timeout: float = 1.0) -> None:
+    """Kill and reap the Pool's processes, then run its own clean-up, bounded in time.
+
+    `Pool.terminate()` (and `with Pool`) deadlocks when a Pool process died holding the task queue's
+    read lock, which is what a SIGTERM to the whole process group does to an idle Pool: the lock held by
+    the dead is released first. The Pool's threads are daemonic; a clean-up still stuck is abandoned.
+    """
+    for proc in list(pool._pool):  # type: ignore[attr-defined]
+        proc.kill()
+        proc.join()
+    rlock = pool._inqueue._rlock  # type: ignore[attr-defined]
+    rlock.acquire(block=False)  # free, or held by a dead process: either way, release it
+    rlock.release()
+    cleanup = threading.Thread(target=pool.terminate, daemon=True, name="pool-terminate")
+    cleanup.start()
+    cleanup.join(timeout=timeout)
+    for proc in list(pool._pool):  # type: ignore[attr-defined]
+        proc.kill()  # any the Pool re-forked meanwhile
+        proc.join()
 
 
 SUBPROCESS_CODE = (
@@ -114,15 +175,17 @@ def subprocess_per_task(task: str, items: list[list[Any]], workers: int) -> Run:
         while next_item < len(items) or running:
             while next_item < len(items) and len(running) < workers:
                 cmd = [sys.executable, "-c", SUBPROCESS_CODE, task, json.dumps(items[next_item])]
-                running.append((next_item, subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)))
+                proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+                running.append((next_item, proc))
                 next_item += 1
-            index, proc = running.pop(0)
+            index, proc = running[0]
             out, _ = proc.communicate(timeout=120)
+            running.pop(0)
             if proc.returncode != 0:
                 raise RuntimeError(f"subprocess for {task} exited {proc.returncode}")
             values[index] = json.loads(out)
     finally:
         for _, proc in running:
             proc.kill()
-            proc.wait()
+            proc.communicate()
     return Run(time.perf_counter() - t0, values, workers)

@@ -1,14 +1,17 @@
-"""Networked modes of `mplab compare`: RQ one job per task, RQ batched, stock RQ workers as reference."""
+"""Networked modes of `mplab compare`: RQ one job per task, RQ batched, stock RQ workers as reference.
+
+An RQ mode runs against an `RqTarget` (a client, the run's queue, the slots serving it). Issue 10's
+latency dimension adds targets whose client goes through a delaying proxy; nothing else changes.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -18,34 +21,55 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.results import Result
 from rq.serializers import JSONSerializer
+from rq.utils import str_to_date
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from tasks import registry
+from workers.compare import procs
 from workers.compare.local import Run
+from workers.compare.records import RqTiming, Spread
 from workers.errors import LabError
-from workers.heartbeat import node_key, read_nodes
+from workers.heartbeat import node_key
 from workers.jobs import enqueue_task_jobs
-from workers.redis_server import die_with_parent
+
+TRIVIAL = "tasks.cpu.trivial"
+RESULT_TTL = 600  # seconds; the run deletes its jobs at the end anyway
+
+
+@dataclass(frozen=True)
+class RqTarget:
+    """Where RQ modes send work: a client, the queue, the slots serving it (the mode's worker count)."""
+
+    client: redis.Redis
+    queue: str
+    slots: int
+    cores_used: int  # the physical limit of RQ speedups: slots, capped by this host's cores for local nodes
+    on_jobs: Callable[[list[str]], None] = lambda ids: None  # the run records ids it put on a shared queue
 
 
 class LocalNodes:
-    """`mplab worker` processes this command starts on its own queue and always stops."""
+    """`mplab worker` processes this run starts on its private queue, and always stops.
 
-    def __init__(self, url: str, queue: str, count: int, pool: int, start_method: str) -> None:
-        self.url, self.queue, self.count, self.pool, self.start_method = url, queue, count, pool, start_method
-        self.run_id = uuid.uuid4().hex[:6]
-        self.names = [f"compare-{self.run_id}-{i + 1}" for i in range(count)]
-        self.procs: list[subprocess.Popen[bytes]] = []
+    The Redis URL (with its password) reaches them in the environment (REDIS_URL), never in argv.
+    """
+
+    def __init__(self, url: str, queue: str, names: list[str], pool: int, start_method: str) -> None:
+        self.url, self.queue, self.names, self.pool, self.start_method = url, queue, names, pool, start_method
+        self.procs: list[Any] = []
         self.logs = tempfile.TemporaryDirectory(prefix="mplab-compare-")
 
     def __enter__(self) -> LocalNodes:
-        for name in self.names:
-            cmd = [sys.executable, "-m", "cli", "--redis-url", self.url, "--queues", self.queue,
-                   "--start-method", self.start_method, "worker", "--name", name, "--pool", str(self.pool)]  # fmt: skip
-            with open(Path(self.logs.name) / f"{name}.log", "wb") as log:  # the node writes, we read on failure
-                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
-            self.procs.append(proc)
-        with redis.Redis.from_url(self.url) as client:
-            self._wait_ready(client)
+        try:
+            for name in self.names:
+                cmd = [sys.executable, "-m", "cli", "--queues", self.queue, "--start-method", self.start_method,
+                       "worker", "--name", name, "--pool", str(self.pool), "--grace", "0.5"]  # fmt: skip
+                self.procs.append(procs.spawn(cmd, {"REDIS_URL": self.url}, Path(self.logs.name) / f"{name}.log"))
+            with redis.Redis.from_url(self.url) as client:
+                self._wait_ready(client)
+            procs.wait_quiet([p.pid for p in self.procs], timeout=5)
+        except BaseException:
+            self.__exit__(True, None, None)
+            raise
         return self
 
     def _wait_ready(self, client: redis.Redis) -> None:
@@ -54,40 +78,17 @@ class LocalNodes:
             dead = [name for name, p in zip(self.names, self.procs, strict=True) if p.poll() is not None]
             if dead or time.monotonic() > deadline:
                 err = (Path(self.logs.name) / f"{dead[0]}.log").read_text(errors="replace").strip() if dead else ""
-                self.__exit__(None, None, None)
                 raise LabError(f"a worker node failed to start: {err.splitlines()[-1] if err else 'timeout'}")
             time.sleep(0.05)
 
-    def __exit__(self, *exc: object) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    def __exit__(self, exc: object, *rest: object) -> None:
+        # idle nodes stop at once on SIGTERM; interrupted, anything left after a short grace is killed
+        procs.stop(self.procs, grace=10.0 if exc is None else 0.7)
         self.logs.cleanup()
 
     def idle_memory(self) -> list[tuple[int, int]]:
-        """(RSS sum, PSS sum) of each node's process tree from its latest heartbeat."""
-        with redis.Redis.from_url(self.url) as client:
-            rows = [client.hmget(node_key(n), "rss_bytes", "pss_bytes") for n in self.names]
-        return [(int(r or 0), int(p or 0)) for r, p in rows]
-
-
-def existing_slots(client: redis.Redis) -> int:
-    """Total slots of the live nodes already running (for `--nodes 0`)."""
-    return sum(n["slots_total"] for n in read_nodes(client) if not n["stale"])
-
-
-def _done_count(client: redis.Redis, q: Queue) -> int:
-    with client.pipeline() as pipe:
-        pipe.zcard(q.finished_job_registry.key)
-        pipe.zcard(q.failed_job_registry.key)
-        finished, failed = pipe.execute()
-    return int(finished) + int(failed)
+        """(RSS sum, PSS sum) of each node's process tree, measured now (idle, after start-up)."""
+        return [procs.tree_memory(p.pid) for p in self.procs]
 
 
 def _fetch(client: redis.Redis, ids: list[str]) -> tuple[list[Any], dict[str, float]]:
@@ -98,8 +99,6 @@ def _fetch(client: redis.Redis, ids: list[str]) -> tuple[list[Any], dict[str, fl
             pipe.hmget(Job.key_for(job_id), "enqueued_at", "started_at", "ended_at", "status")
         rows = pipe.execute()
     values, waits, runs, starts, ends = [], [], [], [], []
-    from rq.utils import str_to_date
-
     for job_id, stream, stamps in zip(ids, rows[::2], rows[1::2], strict=True):
         status = (stamps[3] or b"").decode()
         if status != "finished" or not stream:
@@ -112,11 +111,7 @@ def _fetch(client: redis.Redis, ids: list[str]) -> tuple[list[Any], dict[str, fl
         runs.append(end - start)
         starts.append(start)
         ends.append(end)
-    timing = {
-        "queue_wait_ms": mean(waits) * 1000,
-        "running_ms": mean(runs) * 1000,
-        "drain_s": max(ends) - min(starts),
-    }
+    timing = {"queue_wait_ms": mean(waits) * 1000, "running_ms": mean(runs) * 1000, "drain_s": max(ends) - min(starts)}
     return values, timing
 
 
@@ -131,12 +126,20 @@ def _unfinished(client: redis.Redis, ids: set[str]) -> set[str]:
     return {job_id for job_id, state in zip(order, states, strict=True) if state not in ended}
 
 
+def _done_count(client: redis.Redis, q: Queue) -> int:
+    with client.pipeline() as pipe:
+        pipe.zcard(q.finished_job_registry.key)
+        pipe.zcard(q.failed_job_registry.key)
+        finished, failed = pipe.execute()
+    return int(finished) + int(failed)
+
+
 def _wait(client: redis.Redis, q: Queue, baseline: int, ids: list[str], timeout: float) -> None:
     """Wait until every job in `ids` has ended.
 
     Cheap to poll: the queue's finished+failed counts (two ZCARDs every 5 ms) say when all may have
-    ended; the jobs' own statuses confirm it (and every 100 ms anyway, in case other clients' jobs or
-    registry clean-up moved the counts).
+    ended; the jobs' own statuses confirm it (and every 100 ms anyway, in case registry clean-up
+    moved the counts).
     """
     pending = set(ids)
     deadline = time.monotonic() + timeout
@@ -154,86 +157,106 @@ def _wait(client: redis.Redis, q: Queue, baseline: int, ids: list[str], timeout:
             time.sleep(0.005)
 
 
-def rq_jobs(client: redis.Redis, queue: str, task: str, items: list[list[Any]], batch: int, slots: int) -> Run:
+def _timing(jobs: int, batch: int, enqueue_ms: float | None, fetch_ms: float | None, t: dict[str, float]) -> RqTiming:
+    drain = jobs / t["drain_s"] if t["drain_s"] > 0 else float("inf")
+    return RqTiming(jobs, batch, enqueue_ms, t["queue_wait_ms"], t["running_ms"], fetch_ms, Spread.of([drain]))
+
+
+def rq_jobs(target: RqTarget, task: str, items: list[list[Any]], batch: int) -> Run:
     """Enqueue (one pipeline), wait for all, fetch results; wall covers all three."""
-    q = Queue(queue, connection=client, serializer=JSONSerializer)
+    client = target.client
+    q = Queue(target.queue, connection=client, serializer=JSONSerializer)
     baseline = _done_count(client, q)
     t0 = time.perf_counter()
-    jobs, _sizes = enqueue_task_jobs(client, queue, registry.resolve(task), items, batch, result_ttl=600)
+    jobs, _sizes = enqueue_task_jobs(client, target.queue, registry.resolve(task), items, batch, result_ttl=RESULT_TTL)
     t_enq = time.perf_counter()
     ids = [j.id for j in jobs]
+    target.on_jobs(ids)
     _wait(client, q, baseline, ids, timeout=300)
     t_done = time.perf_counter()
     results, timing = _fetch(client, ids)
     wall = time.perf_counter() - t0
-    if batch <= 1:
-        values = [r["value"] for r in results]
-    else:
-        values = [v for r in results for v in r["values"]]
-    extra = {
-        "jobs": len(jobs),
-        "batch": max(batch, 1),
-        "enqueue_ms": (t_enq - t0) * 1000,
-        "result_fetch_ms": (time.perf_counter() - t_done) * 1000,
-        **timing,
-    }
-    return Run(wall, values, slots, extra)
+    values = [r["value"] for r in results] if batch <= 1 else [v for r in results for v in r["values"]]
+    fetch_ms = (time.perf_counter() - t_done) * 1000
+    rq = _timing(len(jobs), max(batch, 1), (t_enq - t0) * 1000, fetch_ms, timing)
+    return Run(wall, values, target.slots, rq=rq)
 
 
-def enqueue_rate(client: redis.Redis, queue: str, count: int) -> dict[str, float]:
-    """Jobs/s of `enqueue_many` in one pipeline vs one `enqueue` at a time (jobs deleted afterwards)."""
+def enqueue_rate(client: redis.Redis, queue: str, count: int) -> tuple[float, float]:
+    """Jobs/s of `enqueue_many` in one pipeline, and of one `enqueue` at a time (jobs deleted afterwards)."""
     q = Queue(queue, connection=client, serializer=JSONSerializer)
-    fn = registry.resolve("tasks.cpu.trivial")
+    fn = registry.resolve(TRIVIAL)
     datas = [Queue.prepare_data(fn, args=(i,)) for i in range(count)]
     t0 = time.perf_counter()
     with client.pipeline() as pipe:
-        many = q.enqueue_many(datas, pipeline=pipe)
+        q.enqueue_many(datas, pipeline=pipe)
         pipe.execute()
     t_many = time.perf_counter() - t0
     few = max(1, count // 10)
     t0 = time.perf_counter()
-    single = [q.enqueue(fn, i) for i in range(few)]
+    for i in range(few):
+        q.enqueue(fn, i)
     t_single = time.perf_counter() - t0
     q.delete(delete_jobs=True)
-    del many, single
-    return {"enqueue_many_jobs_per_s": count / t_many, "enqueue_one_by_one_jobs_per_s": few / t_single}
+    return count / t_many, few / t_single
+
+
+STOCK = {"simple": "rq.worker.SimpleWorker", "forking": None}
+"""Stock RQ references: two `rq worker -w SimpleWorker` and two plain `rq worker` (one fork per job)."""
+
+
+class StockWorkers:
+    """Two stock `rq worker`s of each kind, warm (started once, like the nodes), each kind on a private queue."""
+
+    def __init__(self, client: redis.Redis, url: str, queues: dict[str, str], per_kind: int = 2) -> None:
+        self.client, self.url, self.queues, self.per_kind = client, url, queues, per_kind
+        self.procs: list[Any] = []
+
+    def __enter__(self) -> StockWorkers:
+        rq_bin = str(Path(sys.executable).with_name("rq"))
+        try:
+            for kind, queue in self.queues.items():
+                for i in range(self.per_kind):
+                    cmd = [rq_bin, "worker", "--serializer", "json", "--logging_level", "WARNING",
+                           "-n", f"{queue}-{i + 1}", queue]  # fmt: skip
+                    if STOCK[kind]:
+                        cmd[2:2] = ["-w", str(STOCK[kind])]
+                    self.procs.append(procs.spawn(cmd, {"RQ_REDIS_URL": self.url}))
+            self._wait_registered()
+        except BaseException:
+            self.__exit__(True)
+            raise
+        return self
+
+    def _wait_registered(self) -> None:
+        deadline = time.monotonic() + 60
+        for queue in self.queues.values():
+            while self.client.scard(WORKERS_BY_QUEUE_KEY % queue) < self.per_kind:
+                if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
+                    raise LabError("stock `rq worker` processes did not start (is rq installed with this Python?)")
+                time.sleep(0.05)
+
+    def __exit__(self, exc: object, *rest: object) -> None:
+        procs.stop(self.procs, grace=5.0 if exc is None else 0.7)
+
+    def drain(self, kind: str, count: int) -> Run:
+        """Enqueue `count` trivial jobs on that kind's queue; jobs/s from the jobs' own timestamps."""
+        queue = self.queues[kind]
+        q = Queue(queue, connection=self.client, serializer=JSONSerializer)
+        fn = registry.resolve(TRIVIAL)
+        baseline = _done_count(self.client, q)
+        t0 = time.perf_counter()
+        with self.client.pipeline() as pipe:
+            datas = [Queue.prepare_data(fn, args=(i,), result_ttl=RESULT_TTL) for i in range(count)]
+            jobs = q.enqueue_many(datas, pipeline=pipe)
+            pipe.execute()
+        ids = [j.id for j in jobs]
+        _wait(self.client, q, baseline, ids, timeout=300)
+        wall = time.perf_counter() - t0
+        results, timing = _fetch(self.client, ids)
+        return Run(wall, [r["value"] for r in results], self.per_kind, rq=_timing(count, 1, None, None, timing))
 
 
 @contextlib.contextmanager
-def _stock_workers(url: str, queue: str, count: int, worker_class: str | None) -> Iterator[None]:
-    rq_bin = str(Path(sys.executable).with_name("rq"))
-    procs = []
-    for i in range(count):
-        cmd = [rq_bin, "worker", "--burst", "--serializer", "json", "-u", url, "--logging_level", "WARNING",
-               "-n", f"stock-{uuid.uuid4().hex[:6]}-{i}", queue]  # fmt: skip
-        if worker_class:
-            cmd[2:2] = ["-w", worker_class]
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      preexec_fn=die_with_parent))  # fmt: skip
-    try:
-        yield
-    finally:
-        for proc in procs:
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def stock_reference(client: redis.Redis, url: str, count: int, workers: int, worker_class: str | None) -> Run:
-    """Drain `count` trivial jobs with stock `rq worker` processes on a private queue (jobs/s from timestamps)."""
-    queue = f"mplab-stock-{uuid.uuid4().hex[:6]}"
-    q = Queue(queue, connection=client, serializer=JSONSerializer)
-    fn = registry.resolve("tasks.cpu.trivial")
-    with client.pipeline() as pipe:
-        # a private queue; the jobs expire with their results (result_ttl)
-        jobs = q.enqueue_many([Queue.prepare_data(fn, args=(i,), result_ttl=600) for i in range(count)], pipeline=pipe)
-        pipe.execute()
-    t0 = time.perf_counter()
-    with _stock_workers(url, queue, workers, worker_class):
-        _wait(client, q, 0, [j.id for j in jobs], timeout=300)
-    wall = time.perf_counter() - t0
-    results, timing = _fetch(client, [j.id for j in jobs])
-    label = "forking Worker" if worker_class is None else worker_class.rsplit(".", 1)[-1]
-    return Run(wall, [r["value"] for r in results], workers, {"worker": label, "jobs": count, **timing})
+def nothing() -> Iterator[None]:
+    yield

@@ -1,53 +1,68 @@
-"""The ticket sale in `mplab compare`: each mode with buyers as local processes and as RQ jobs on the nodes."""
+"""The ticket sale in `mplab compare`: each Redis mode with buyers as local processes and as RQ jobs.
+
+Sale ids are made here and registered with the run before a sale starts, so an interrupted run's
+sales are removed with the rest of it.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import functools
 from collections.abc import Callable
+from multiprocessing.context import BaseContext
 from typing import Any
 
+import redis
+
 from tasks import tickets
-from workers.errors import LabError
-from workers.settings import Settings
-from workers.tickets import engine, manage, network
+from workers.compare.records import SaleRow
+from workers.errors import ResultMismatch
+from workers.tickets import engine, network, store_redis
+
+SAFE_SALE_MODES = ("redis-lock", "atomic", "watch")  # must never oversell, wherever the buyers run
 
 
-def _row(mode: str, where: str, result: dict[str, Any]) -> dict[str, Any]:
+def _row(mode: str, where: str, result: dict[str, Any]) -> SaleRow:
     summary = result["summary"]
-    return {
-        "mode": mode,
-        "where": where,
-        "stock": summary["stock"],
-        "buyers": summary["buyers"],
-        "sold": summary["sold"],
-        "oversold": summary["oversold"],
-        "sold_twice": summary["seats_sold_twice"],
-        "purchases_per_s": round(result.get("throughput", {}).get("purchases_per_s", 0.0), 1),
-        "correct": summary["oversold"] == 0 and summary["seats_sold_twice"] == 0,
-    }
+    return SaleRow(
+        mode=mode,
+        where=where,
+        stock=summary["stock"],
+        buyers=summary["buyers"],
+        sold=summary["sold"],
+        oversold=summary["oversold"],
+        sold_twice=summary["seats_sold_twice"],
+        purchases_per_s=round(result.get("throughput", {}).get("purchases_per_s", 0.0), 1),
+        correct=summary["oversold"] == 0 and summary["seats_sold_twice"] == 0,
+    )
 
 
-def measure(settings: Settings, url: str, queue: str, quick: bool, step: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Every Redis mode: local buyer processes, then RQ jobs one buyer per job and K buyers per job."""
-    stock, buyers, per_job = (10, 20, 10) if quick else (30, 60, 15)
-    on_url = settings.with_(redis_url=url)
+def measure(
+    ctx: BaseContext,
+    client: redis.Redis,
+    url: str,
+    queue: str,
+    sale: tuple[int, int, int],
+    rq_batched: bool,
+    register: Callable[[str], str],
+    step: Callable[[str], None],
+) -> list[SaleRow]:
+    """Every Redis mode: local buyer processes, then RQ jobs with one buyer per job (and K per job)."""
+    stock, buyers, per_job = sale
     rows = []
     for mode in tickets.REDIS_MODES:
         step(f"ticket sale: {mode}")
-        common: dict[str, Any] = {"stock": stock, "buyers": buyers, "mode": mode}
-        runs: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-            ("local processes", functools.partial(engine.run_local, on_url, window=network.DEFAULT_WINDOW, **common))
-        ]
-        for k in (1, per_job):
-            submit = functools.partial(engine.submit, on_url, per_job=k, queue=queue, wait=True, timeout=120, **common)
-            runs.append((f"RQ jobs, {k} buyer(s) per job", submit))
-        for where, run in runs:
-            result = run()
-            rows.append(_row(mode, where, result))
-            with contextlib.suppress(LabError):
-                manage.delete(on_url, result["sale_id"])
+        sale_id = register(engine.new_sale_id())
+        result = engine.run_local_redis(ctx, url, sale_id, stock=stock, buyers=buyers, mode=mode,
+                                        window=network.DEFAULT_WINDOW)  # fmt: skip
+        rows.append(_row(mode, "local processes", result))
+        store_redis.delete_sale(client, sale_id)
+        for k in (1, per_job) if rq_batched else (1,):
+            sale_id = register(engine.new_sale_id())
+            network.submit(client, sale_id, stock=stock, buyers=buyers, mode=mode, per_job=k,
+                           window=network.DEFAULT_WINDOW, lock_timeout=engine.DEFAULT_LOCK_TIMEOUT, party=0,
+                           queue=queue)  # fmt: skip
+            result = network.wait(client, sale_id, timeout=120)
+            rows.append(_row(mode, f"RQ, {k} buyer(s)/job", result))
+    wrong = [r for r in rows if r.mode in SAFE_SALE_MODES and not r.correct]
+    if wrong:
+        raise ResultMismatch(f"ticket sale: {wrong[0].mode} ({wrong[0].where}) oversold; it must never")
     return rows
-
-
-STEPS = len(tickets.REDIS_MODES)

@@ -1,0 +1,283 @@
+"""`mplab compare` as text that fits 80 columns (terminal or pipe), and as CSV.
+
+The answer comes first (crossover, batch size K, targets), then the context, then one block per
+workload size with short columns. No line is longer than `WIDTH`, so nothing is wrapped or cut.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import textwrap
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+
+from workers.compare import report
+from workers.compare.records import CLOSE, INVALID, MET, NOT_MET, Finding, Result, Row, Spread, Target
+
+WIDTH = 80
+
+SHORT = {
+    "serial": "serial",
+    "process per task": "process/task",
+    "pool chunksize=1": "pool cs=1",
+    "pool auto": "pool auto",
+    "subprocess per task": "subprocess/task",
+    "rq per-task": "rq per-task",
+    "rq batched": "rq batched",
+    "stock SimpleWorkers": "stock Simple x2",
+    "stock rq workers (forking)": "stock fork x2",
+}
+LEGEND = (
+    "pool cs=1 / auto: Pool.starmap with chunksize 1 / automatic; rq batched K: K tasks per RQ job; "
+    "stock Simple x2 / fork x2: two stock `rq worker`s (SimpleWorker / one fork per job); speedup: "
+    "serial time per task / mode time per task, paired by round; eff.: speedup / cores the mode can use"
+)
+STYLE = {MET: "green", NOT_MET: "red", CLOSE: "yellow", INVALID: "red"}
+
+
+def short(mode: str, row: Row | None = None) -> str:
+    if mode.startswith("rq batched K="):
+        return "rq " + mode.removeprefix("rq batched ")
+    name = SHORT.get(mode, mode)
+    if mode == "rq batched" and row is not None and row.rq is not None:
+        name = f"rq batched K={row.rq.batch}"
+    return name[:16]
+
+
+def size_label(n: int) -> str:
+    for div, unit in ((1_000_000, "M"), (1_000, "k")):
+        if n >= div and n % div == 0:
+            return f"{n // div}{unit}"
+    return f"{n:,}"
+
+
+def rate(x: float) -> str:
+    """Compact count per second: 526, 36.8k, 1.38M."""
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e4:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:,.0f}"
+
+
+def ratio(x: float) -> str:
+    return f"{x:.2f}x" if x >= 0.01 else f"{x:.3f}x"
+
+
+def span(s: Spread, fmt: Any) -> str:
+    return f"({fmt(s.low)}-{fmt(s.high)})" if len(s.samples) > 1 else ""
+
+
+class Out:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def line(self, text: str = "", style: str | None = None) -> None:
+        self.console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
+    def wrapped(self, text: str, indent: str = "  ", first: str | None = None, style: str | None = None) -> None:
+        lead = indent if first is None else first
+        for line in textwrap.wrap(text, WIDTH - 1, initial_indent=lead, subsequent_indent=indent) or [lead]:
+            self.line(line, style)
+
+
+def _finding_text(f: Finding, what: str, unit: str) -> str:
+    if f.at is None:
+        if f.close_before is not None:
+            return f"{what} too close to call at {unit.format(k=f.close_before)}; not reached at any measured size"
+        return f"{what} not reached at any measured size"
+    text = f"{what} reached at {unit.format(k=f.at)}" + (f" (~{f.task_ms:.1f} ms per task)" if f.task_ms else "")
+    if f.close_before is not None:
+        text += f"; too close to call at {unit.format(k=f.close_before)}"
+    return text
+
+
+def render(result: Result, console: Console) -> None:
+    out = Out(console)
+    h = result.header
+    kind = "quick run" if h.quick else "full run"
+    out.line(f"mplab compare: {kind}, {h.date}, took {h.duration_s:.1f} s")
+    out.line()
+    out.line("Answer")
+    cross = _finding_text(result.crossover, "RQ one job per task at 90% of the Pool's efficiency:", "n={k:,}")
+    out.wrapped(cross, indent="             ", first="  crossover  ")
+    best = _finding_text(result.batch_k, "K tasks per RQ job at 90% of the Pool's efficiency:", "K={k}")
+    out.wrapped(best, indent="             ", first="  best K     ")
+    counts: dict[str, int] = {}
+    for t in result.targets:
+        counts[t.verdict] = counts.get(t.verdict, 0) + 1
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+    out.wrapped(summary, indent="             ", first="  targets    ")
+    for w in h.warnings:
+        out.wrapped(w, first="  warning: ", indent="           ", style="yellow")
+    out.line()
+    _targets(out, result.targets)
+    _context(out, result)
+    for workload in ("cpu", "trivial", "k-sweep"):
+        sizes = sorted({r.size for r in result.rows if r.workload == workload})
+        for size in sizes:
+            _block(out, [r for r in result.rows if r.workload == workload and r.size == size])
+    _rq(out, result.rows)
+    _ipc(out, result)
+    _tickets(out, result)
+    out.wrapped(LEGEND, first="legend: ", indent="  ")
+
+
+def _ratio_fmt(x: float) -> str:
+    return f"{x:,.2f}"
+
+
+def _amount_fmt(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+def _us_fmt(x: float) -> str:
+    return f"{x:.1f}"
+
+
+def _targets(out: Out, targets: list[Target]) -> None:
+    out.line("Targets (ratios measured in this run: median, min-max of the rounds)")
+    for t in targets:
+        out.wrapped(t.target, first=f"  {t.verdict:<18}", indent=" " * 20, style=STYLE.get(t.verdict))
+        if t.value is not None:
+            v = t.value
+            fmt = _ratio_fmt if t.unit == "x" else _amount_fmt
+            rng = f" {span(v, fmt)}" if len(v.samples) > 1 else ""
+            out.line(f"{'':20}{fmt(v.median)} {t.unit}{rng}, goal {t.goal:,g} {t.unit}")
+        if t.note:
+            out.wrapped(t.note, indent=" " * 20)
+    out.line()
+
+
+def _context(out: Out, result: Result) -> None:
+    h = result.header
+    out.line("Context")
+    out.wrapped(f"Python {h.python} ({h.implementation}), start method {h.start_method}, {h.cores} cores "
+                f"({h.usable_cores} usable), {h.platform}")  # fmt: skip
+    out.wrapped(f"Redis {h.redis_version}: {h.redis}")
+    if h.nodes_started:
+        rq = (f"RQ: {h.nodes_started} node(s) started by this run, {h.node_pool} slot(s) each, on its "
+              f"private queue {h.queue}")  # fmt: skip
+    else:
+        rq = f"RQ: {h.rq_slots} slot(s) of the running nodes serving queue {h.queue} (--nodes 0)"
+    out.wrapped(rq)
+    nodes = ", ".join(f"{n.name}{' (used)' if n.used else ''}" for n in h.nodes) or "none"
+    out.wrapped(f"live nodes on this Redis: {nodes}")
+    share = f"{h.serial_cpu_share:.0%}"
+    out.wrapped(f"load average {h.load_start} at start, {h.load_end} at end; the serial reference got {share} "
+                f"of a core in its worst round; Pool start-up {h.pool_startup_ms} ms")  # fmt: skip
+    if h.cleaned_runs:
+        out.wrapped(f"removed what {len(h.cleaned_runs)} crashed run(s) left in Redis: {', '.join(h.cleaned_runs)}")
+    out.line()
+
+
+def _block(out: Out, rows: list[Row]) -> None:
+    first = rows[0]
+    rounds = max(r.rounds for r in rows)
+    if first.workload == "trivial":
+        out.line(f"Trivial tasks (pure overhead), {rounds} rounds: median (min-max)")
+        out.line(f"  {'mode':<16} {'tasks':>6} {'tasks/s':>8} {'(min-max)':<17} {'overhead ms/task':>16}")
+        for r in rows:
+            tps = r.tasks_per_s
+            cells = f"{rate(tps.median):>8} {span(tps, rate):<17}" if r.valid else f"{'invalid':>8} {'':<17}"
+            out.line(f"  {short(r.mode, r):<16} {r.tasks:>6} {cells} {r.overhead_ms_per_task:>16.3f}")
+    else:
+        what = "CPU task" if first.workload == "cpu" else "K sweep, CPU task"
+        out.line(f"{what} n={first.size:,}: {first.task_ms:.1f} ms per task, {first.tasks} tasks, {rounds} rounds")
+        out.line(f"  {'mode':<16} {'wall s':>7} {'speedup':>8} {'(min-max)':<13} {'eff.':>5} {'overhead ms/task':>16}")
+        for r in rows:
+            if r.valid:
+                cells = f"{ratio(r.speedup.median):>8} {span(r.speedup, ratio):<13} {r.efficiency.median:>5.0%}"
+            else:
+                cells = f"{'invalid':>8} {'':<13} {'-':>5}"
+            out.line(f"  {short(r.mode, r):<16} {r.wall_s.median:>7.3f} {cells} {r.overhead_ms_per_task:>16.2f}")
+    for r in rows:
+        if not r.valid:
+            out.wrapped(f"{short(r.mode, r)} invalid: {r.invalid_reason}", style="red")
+    if first.workload != "trivial":
+        best, rival = report.fastest(rows)
+        if best is not None:
+            verdict = f"too close to call with {short(rival.mode, rival)}" if rival else "spreads do not overlap"
+            out.wrapped(f"fastest: {short(best.mode, best)} ({verdict})")
+    out.line()
+
+
+def _rq(out: Out, rows: list[Row]) -> None:
+    out.line("RQ per job: means from the jobs' own timestamps (median of the rounds)")
+    out.line(
+        f"  {'workload, mode':<24}{'jobs':>5} {'enq ms':>6} {'wait ms':>7} {'run ms':>7} {'fetch':>6} {'drain/s':>7}"
+    )
+    for r in rows:
+        if r.rq is None:
+            continue
+        t = r.rq
+        where = "trivial" if r.workload == "trivial" else size_label(r.size)
+        enq = "-" if t.enqueue_ms is None else f"{t.enqueue_ms:.1f}"
+        fetch = "-" if t.result_fetch_ms is None else f"{t.result_fetch_ms:.1f}"
+        out.line(f"  {where + ' ' + short(r.mode, r):<24}{t.jobs:>5} {enq:>6} {t.queue_wait_ms:>7.1f} "
+                 f"{t.running_ms:>7.2f} {fetch:>6} {rate(t.drain_jobs_per_s.median):>7}")  # fmt: skip
+    out.line()
+
+
+def _ipc(out: Out, result: Result) -> None:
+    if result.enqueue_jobs_per_s is not None and result.enqueue_one_by_one_jobs_per_s is not None:
+        e, one = result.enqueue_jobs_per_s, result.enqueue_one_by_one_jobs_per_s
+        out.wrapped(f"enqueue: enqueue_many in one pipeline {rate(e.median)} jobs/s {span(e, rate)}, one at a "
+                    f"time {rate(one.median)} jobs/s {span(one, rate)}", first="", indent="  ")  # fmt: skip
+        out.line()
+    out.line("IPC round trip, 100 bytes, to an echo process: median (min-max)")
+    for row in result.ipc:
+        us = row.rtt_us
+        out.line(f"  {row.channel:<22}{us.median:>8.1f} us {span(us, _us_fmt):<15} {rate(1e6 / us.median):>7} msgs/s")
+    out.line()
+
+
+def _tickets(out: Out, result: Result) -> None:
+    if not result.tickets:
+        return
+    first = result.tickets[0]
+    out.line(f"Ticket sale: {first.stock} tickets, {first.buyers} buyers (counted from the ledger)")
+    out.line(f"  {'mode':<11}{'buyers are':<21}{'sold':>5}{'over':>6}{'twice':>7}{'buys/s':>8}")
+    for r in result.tickets:
+        style = None if r.correct else "red"
+        line = f"  {r.mode:<11}{r.where:<21}{r.sold:>5}{r.oversold:>6}{r.sold_twice:>7}{r.purchases_per_s:>8.0f}"
+        out.line(line, style)
+    out.line()
+
+
+def flat(row: Row) -> dict[str, Any]:
+    out: dict[str, Any] = {k: getattr(row, k) for k in ("workload", "size", "task_ms", "mode", "tasks", "workers",
+                                                          "cores_used", "rounds")}  # fmt: skip
+    for name in ("wall_s", "speedup", "efficiency", "tasks_per_s"):
+        s: Spread = getattr(row, name)
+        out |= {f"{name}_median": s.median, f"{name}_min": s.low, f"{name}_max": s.high}
+        out[f"{name}_samples"] = ";".join(f"{x:.6g}" for x in s.samples)
+    out |= {"overhead_ms_per_task": row.overhead_ms_per_task, "valid": row.valid,
+            "invalid_reason": row.invalid_reason, "remeasured": row.remeasured}  # fmt: skip
+    t = row.rq
+    out |= {
+        "rq_jobs": t.jobs if t else "",
+        "rq_batch": t.batch if t else "",
+        "enqueue_ms": t.enqueue_ms if t and t.enqueue_ms is not None else "",
+        "queue_wait_ms": t.queue_wait_ms if t else "",
+        "running_ms": t.running_ms if t else "",
+        "result_fetch_ms": t.result_fetch_ms if t and t.result_fetch_ms is not None else "",
+        "drain_jobs_per_s_median": t.drain_jobs_per_s.median if t else "",
+    }
+    return out
+
+
+def write_csv(rows: list[Row], target: Path | TextIO) -> None:
+    flats = [flat(r) for r in rows]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(flats[0]) if flats else ["workload"])
+    writer.writeheader()
+    writer.writerows(flats)
+    if isinstance(target, Path):
+        target.write_text(buf.getvalue())
+    else:
+        target.write(buf.getvalue())
+        target.flush()

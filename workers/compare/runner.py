@@ -1,0 +1,241 @@
+"""One `mplab compare` run, start to end: isolate it, start what it needs, measure, clean up.
+
+Order: remove crashed runs' leftovers, register this run, start its nodes (or pick the user's), wait
+until they are quiet, then the in-host Pool and the serial child, then every workload in interleaved
+rounds. However it ends (Ctrl-C and SIGTERM included) every process it started is stopped within ~2 s
+and nothing of it is left in Redis; signals are held while that clean-up runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import redis
+from rq.queue import Queue
+
+from workers.compare import isolation, local, measure, remote
+from workers.compare.isolation import Footprint, RunRecord
+from workers.compare.plan import Options, Plan
+from workers.compare.records import Header, NodeSeen, Result
+from workers.errors import ConfigError
+from workers.heartbeat import read_nodes, worker_key
+from workers.redis_server import connect
+from workers.settings import Settings, default_pool_size, machine_facts
+from workers.tickets import network
+
+Progress = Callable[[str, int], None]  # (what runs now, steps in total)
+
+
+@contextlib.contextmanager
+def held_signals() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while cleaning up (bounded); a signal that came meanwhile is raised after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    old = {s: signal.signal(s, lambda n, f: came.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if came:
+        raise KeyboardInterrupt
+
+
+def run(settings: Settings, url: str, where: str, opts: Options, progress: Progress) -> Result:
+    """Run every workload in every mode; the result is a record (see `records`)."""
+    with connect(url) as client:
+        return _run(settings, url, where, opts, progress, client)
+
+
+def _run(settings: Settings, url: str, where: str, opts: Options, progress: Progress, client: redis.Redis) -> Result:
+    plan = Plan.make(opts.quick)
+    started = time.perf_counter()
+    cleaned = isolation.clean_leftovers(client)
+    record = RunRecord.new()
+    footprint = Footprint(client, record)
+    closers: list[Callable[[bool], None]] = []
+    interrupted = True
+    try:
+        footprint.save()
+        header, target, our_nodes = _rq_side(settings, url, where, opts, client, footprint, closers)
+        header.cleaned_runs = cleaned
+        ctx = settings.mp_context()
+        cores = default_pool_size()
+        pool_cm = local.warm_pool(ctx, cores)
+        pool, startup = pool_cm.__enter__()
+        closers.append(lambda fast: _close(pool_cm))
+        header.pool_startup_ms = round(startup * 1000, 2)
+        serial = local.SerialChild(ctx)
+        closers.append(lambda fast: serial.close())
+        if our_nodes is not None:
+            mem = our_nodes.idle_memory()
+            header.node_idle_rss_mb = [round(r / 2**20, 1) for r, _ in mem]
+            header.node_idle_pss_mb = [round(p / 2**20, 1) for _, p in mem]
+        before = _slot_jobs(client, header) if opts.nodes == 0 else 0
+        session = measure.Session(plan, ctx, pool, serial, target, url, cores, footprint, progress)
+        result = session.run_all(header)
+        if opts.nodes == 0:
+            header.foreign_jobs = max(0, _slot_jobs(client, header) - before - _our_jobs(client, record))
+        interrupted = False
+    finally:
+        with held_signals():
+            for close in reversed(closers):
+                with contextlib.suppress(Exception):
+                    close(interrupted)
+            with contextlib.suppress(redis.RedisError):
+                footprint.remove()
+    header.load_end = round(os.getloadavg()[0], 2)
+    header.duration_s = round(time.perf_counter() - started, 2)
+    _warn(header, result)
+    return result
+
+
+def _close(cm: contextlib.AbstractContextManager[object]) -> None:
+    cm.__exit__(None, None, None)
+
+
+def _rq_side(
+    settings: Settings,
+    url: str,
+    where: str,
+    opts: Options,
+    client: redis.Redis,
+    footprint: Footprint,
+    closers: list[Callable[[bool], None]],
+) -> tuple[Header, remote.RqTarget, remote.LocalNodes | None]:
+    """The nodes the RQ modes run on, the queue they serve, and the header naming them."""
+    record = footprint.record
+    cores = default_pool_size()
+    here = socket.gethostname()
+    our_nodes = None
+    if opts.nodes > 0:
+        queue = footprint.add_queue(record.queue())
+        names = [f"compare-{record.run_id}-{i + 1}" for i in range(opts.nodes)]
+        our_nodes = remote.LocalNodes(url, queue, names, opts.node_pool, settings.start_method)
+        our_nodes.__enter__()
+        closers.append(lambda fast: our_nodes.__exit__(True if fast else None))
+        used = set(names)
+        slots = opts.nodes * opts.node_pool
+        cores_used = min(slots, cores)
+    else:
+        queue = opts.queue or "default"
+        record.shared_queue = queue
+        footprint.save()
+        used, slots, cores_used = _pick_nodes(client, queue, opts.node_names, here, cores)
+        waiting = Queue(queue, connection=client).count
+        if waiting:
+            raise ConfigError(
+                f"queue {queue!r} has {waiting} job(s) waiting: they would run between compare's own and bias "
+                "its figures; let them finish, or give --queue a queue only idle nodes serve"
+            )
+    seen = [
+        NodeSeen(
+            str(n["name"]),
+            str(n.get("host", "")),
+            str(n.get("queues", "")),
+            int(n["slots_total"]),
+            str(n["name"]) in used,
+            our_nodes is not None and str(n["name"]) in used,
+        )  # fmt: skip
+        for n in read_nodes(client)
+        if not n["stale"]
+    ]
+    facts = machine_facts(settings.start_method)
+    header = Header(
+        python=facts["python"],
+        implementation=facts["implementation"],
+        start_method=facts["start_method"],
+        cores=facts["cores"],
+        usable_cores=facts["usable_cores"],
+        platform=facts["platform"],
+        host=facts["host"],
+        redis_version=str(client.info("server")["redis_version"]),
+        redis=where,
+        quick=opts.quick,
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        run_id=record.run_id,
+        queue=queue,
+        rq_slots=slots,
+        nodes_started=opts.nodes,
+        node_pool=opts.node_pool,
+        nodes=seen,
+        load_start=round(os.getloadavg()[0], 2),
+    )
+    target = remote.RqTarget(client, queue, slots, cores_used, footprint.add_jobs)
+    return header, target, our_nodes
+
+
+def _pick_nodes(
+    client: redis.Redis, queue: str, named: tuple[str, ...], here: str, cores: int
+) -> tuple[set[str], int, int]:
+    """--nodes 0: exactly the live nodes serving `queue` (or exactly the named ones, if no other serves it)."""
+    live = {str(n["name"]): n for n in read_nodes(client) if not n["stale"]}
+    serving = {name for name, n in live.items() if queue in str(n.get("queues", "")).split(",")}
+    if named:
+        missing = [n for n in named if n not in serving]
+        if missing:
+            raise ConfigError(f"no live node named {missing[0]!r} serves queue {queue!r}")
+        others = sorted(serving - set(named))
+        if others:
+            raise ConfigError(
+                f"node {others[0]!r} also serves queue {queue!r} and would take compare's jobs: name it too, "
+                "stop it, or use a queue only the named nodes serve"
+            )
+    if not serving:
+        raise ConfigError(
+            f"--nodes 0 needs running worker nodes serving queue {queue!r}, and none sent a heartbeat to this Redis"
+        )
+    slots = sum(int(live[n]["slots_total"]) for n in serving)
+    local_slots = sum(int(live[n]["slots_total"]) for n in serving if live[n].get("host") == here)
+    cores_used = min(local_slots, cores) + (slots - local_slots)  # other hosts: at most one core per slot
+    return serving, slots, cores_used
+
+
+def _slot_jobs(client: redis.Redis, header: Header) -> int:
+    """Jobs done + failed so far by every slot of the nodes compare uses (RQ's own per-worker counters)."""
+    total = 0
+    for node in read_nodes(client):
+        if not any(s.name == node["name"] and s.used for s in header.nodes):
+            continue
+        for slot in json.loads(str(node.get("slots", "[]"))):
+            done, failed = client.hmget(worker_key(slot), "successful_job_count", "failed_job_count")
+            total += int(done or 0) + int(failed or 0)
+    return total
+
+
+def _our_jobs(client: redis.Redis, record: RunRecord) -> int:
+    count = int(client.scard(isolation.jobs_key(record.run_id)))
+    return count + sum(len(network.job_ids(client, sale)) for sale in record.sales)
+
+
+def _warn(header: Header, result: Result) -> None:
+    cores = max(1, header.usable_cores)
+    busy = max(header.load_start, header.load_end)
+    if busy > 0.5 * cores:
+        header.warnings.append(
+            f"the machine was busy: load average {header.load_start} at start, {header.load_end} at end, "
+            f"on {cores} core(s) (> 0.5 per core); figures may be low and noisy"
+        )
+    if header.serial_cpu_share < 0.9:
+        header.warnings.append(
+            f"the serial reference got only {header.serial_cpu_share:.0%} of a core in its worst round: "
+            "other processes shared its core"
+        )
+    if header.foreign_jobs:
+        header.warnings.append(
+            f"{header.foreign_jobs} job(s) that were not compare's ran on the nodes it used during the run: "
+            "their time is in the RQ figures"
+        )
+    invalid = [r for r in result.rows if not r.valid]
+    if invalid:
+        header.warnings.append(f"{len(invalid)} row(s) stayed above the physical limit when re-measured: invalid")
