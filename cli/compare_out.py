@@ -55,7 +55,9 @@ def size_label(n: int) -> str:
 
 
 def rate(x: float) -> str:
-    """Compact count per second: 526, 36.8k, 1.38M."""
+    """Compact count per second: 526, 36.8k, 1.38M (at most 7 characters below 10**12)."""
+    if x >= 1e9:
+        return f"{x / 1e9:.2f}G"
     if x >= 1e6:
         return f"{x / 1e6:.2f}M"
     if x >= 1e4:
@@ -63,12 +65,26 @@ def rate(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def num(x: float) -> str:
+    """A bounded-width amount: 0.05, 12.3, 98765 (at most 7 characters below 10**7)."""
+    if x >= 1e7:
+        return f"{x:.1e}"
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 1000 else f"{x:.0f}"
+
+
 def ratio(x: float) -> str:
-    return f"{x:.2f}x" if x >= 0.01 else f"{x:.3f}x"
+    """A speedup without its unit, at most 5 characters: 0.012, 1.95, 12.3, 1234, 12k."""
+    if x >= 10_000:
+        return f"{min(x, 99e6) / 1000:.0f}k"[:5]
+    return f"{x:.3f}" if x < 0.01 else f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
+def pct(x: float) -> str:
+    return f"{x:.0%}" if x < 10 else ">999%"
 
 
 def span(s: Spread, fmt: Any) -> str:
-    return f"({fmt(s.low)}-{fmt(s.high)})" if len(s.samples) > 1 else ""
+    return f"({fmt(s.low)}-{fmt(s.high)})" if len(s.samples) > 1 and s.low != s.high else ""
 
 
 class Out:
@@ -134,10 +150,6 @@ def _amount_fmt(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
 
 
-def _us_fmt(x: float) -> str:
-    return f"{x:.1f}"
-
-
 def _targets(out: Out, targets: list[Target]) -> None:
     out.line("Targets (ratios measured in this run: median, min-max of the rounds)")
     for t in targets:
@@ -145,8 +157,9 @@ def _targets(out: Out, targets: list[Target]) -> None:
         if t.value is not None:
             v = t.value
             fmt = _ratio_fmt if t.unit == "x" else _amount_fmt
-            rng = f" {span(v, fmt)}" if len(v.samples) > 1 else ""
-            out.line(f"{'':20}{fmt(v.median)} {t.unit}{rng}, goal {t.goal:,g} {t.unit}")
+            rng = f" {span(v, fmt)}" if span(v, fmt) else ""
+            unit = t.unit if t.unit == "x" else " " + t.unit
+            out.line(f"{'':20}{fmt(v.median)}{unit}{rng}, goal {t.goal:,g}{unit}")
         if t.note:
             out.wrapped(t.note, indent=" " * 20)
     out.line()
@@ -183,17 +196,17 @@ def _block(out: Out, rows: list[Row]) -> None:
         for r in rows:
             tps = r.tasks_per_s
             cells = f"{rate(tps.median):>8} {span(tps, rate):<17}" if r.valid else f"{'invalid':>8} {'':<17}"
-            out.line(f"  {short(r.mode, r):<16} {r.tasks:>6} {cells} {r.overhead_ms_per_task:>16.3f}")
+            out.line(f"  {short(r.mode, r):<16} {r.tasks:>6} {cells} {num(r.overhead_ms_per_task):>16}")
     else:
         what = "CPU task" if first.workload == "cpu" else "K sweep, CPU task"
         out.line(f"{what} n={first.size:,}: {first.task_ms:.1f} ms per task, {first.tasks} tasks, {rounds} rounds")
         out.line(f"  {'mode':<16} {'wall s':>7} {'speedup':>8} {'(min-max)':<13} {'eff.':>5} {'overhead ms/task':>16}")
         for r in rows:
             if r.valid:
-                cells = f"{ratio(r.speedup.median):>8} {span(r.speedup, ratio):<13} {r.efficiency.median:>5.0%}"
+                cells = f"{ratio(r.speedup.median) + 'x':>8} {span(r.speedup, ratio):<13} {pct(r.efficiency.median):>5}"
             else:
                 cells = f"{'invalid':>8} {'':<13} {'-':>5}"
-            out.line(f"  {short(r.mode, r):<16} {r.wall_s.median:>7.3f} {cells} {r.overhead_ms_per_task:>16.2f}")
+            out.line(f"  {short(r.mode, r):<16} {num(r.wall_s.median):>7} {cells} {num(r.overhead_ms_per_task):>16}")
     for r in rows:
         if not r.valid:
             out.wrapped(f"{short(r.mode, r)} invalid: {r.invalid_reason}", style="red")
@@ -208,17 +221,17 @@ def _block(out: Out, rows: list[Row]) -> None:
 def _rq(out: Out, rows: list[Row]) -> None:
     out.line("RQ per job: means from the jobs' own timestamps (median of the rounds)")
     out.line(
-        f"  {'workload, mode':<24}{'jobs':>5} {'enq ms':>6} {'wait ms':>7} {'run ms':>7} {'fetch':>6} {'drain/s':>7}"
+        f"  {'workload, mode':<24}{'jobs':>5} {'enq ms':>7} {'wait ms':>7} {'run ms':>7} {'fetch':>7} {'drain/s':>7}"
     )
     for r in rows:
         if r.rq is None:
             continue
         t = r.rq
         where = "trivial" if r.workload == "trivial" else size_label(r.size)
-        enq = "-" if t.enqueue_ms is None else f"{t.enqueue_ms:.1f}"
-        fetch = "-" if t.result_fetch_ms is None else f"{t.result_fetch_ms:.1f}"
-        out.line(f"  {where + ' ' + short(r.mode, r):<24}{t.jobs:>5} {enq:>6} {t.queue_wait_ms:>7.1f} "
-                 f"{t.running_ms:>7.2f} {fetch:>6} {rate(t.drain_jobs_per_s.median):>7}")  # fmt: skip
+        enq = "-" if t.enqueue_ms is None else num(t.enqueue_ms)
+        fetch = "-" if t.result_fetch_ms is None else num(t.result_fetch_ms)
+        out.line(f"  {where + ' ' + short(r.mode, r):<24}{t.jobs:>5} {enq:>7} {num(t.queue_wait_ms):>7} "
+                 f"{num(t.running_ms):>7} {fetch:>7} {rate(t.drain_jobs_per_s.median):>7}")  # fmt: skip
     out.line()
 
 
@@ -231,7 +244,7 @@ def _ipc(out: Out, result: Result) -> None:
     out.line("IPC round trip, 100 bytes, to an echo process: median (min-max)")
     for row in result.ipc:
         us = row.rtt_us
-        out.line(f"  {row.channel:<22}{us.median:>8.1f} us {span(us, _us_fmt):<15} {rate(1e6 / us.median):>7} msgs/s")
+        out.line(f"  {row.channel:<22}{num(us.median):>8} us {span(us, num):<17} {rate(1e6 / us.median):>7} msgs/s")
     out.line()
 
 
@@ -240,10 +253,10 @@ def _tickets(out: Out, result: Result) -> None:
         return
     first = result.tickets[0]
     out.line(f"Ticket sale: {first.stock} tickets, {first.buyers} buyers (counted from the ledger)")
-    out.line(f"  {'mode':<11}{'buyers are':<21}{'sold':>5}{'over':>6}{'twice':>7}{'buys/s':>8}")
+    out.line(f"  {'mode':<11}{'buyers are':<21}{'sold':>7}{'over':>7}{'twice':>7}{'buys/s':>8}")
     for r in result.tickets:
         style = None if r.correct else "red"
-        line = f"  {r.mode:<11}{r.where:<21}{r.sold:>5}{r.oversold:>6}{r.sold_twice:>7}{r.purchases_per_s:>8.0f}"
+        line = f"  {r.mode:<11}{r.where:<21}{r.sold:>7}{r.oversold:>7}{r.sold_twice:>7}{num(r.purchases_per_s):>8}"
         out.line(line, style)
     out.line()
 
