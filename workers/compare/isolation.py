@@ -123,8 +123,11 @@ class Footprint:
 def remove_run(client: redis.Redis, record: RunRecord) -> None:
     """Everything of the run: jobs, results, queues, registries, its nodes' and workers' keys, sales."""
     ids: set[str] = {i.decode() for i in client.smembers(jobs_key(record.run_id))}  # type: ignore[union-attr]
+    executions: set[str] = set()
     for name in record.queues:
-        ids |= _job_ids(client, name)
+        ids |= _job_ids(client, name, executions)
+    if executions:
+        client.delete(*executions)
     for sale in record.sales:  # a sale's buyer jobs, listed by the sale, before the sale goes
         with contextlib.suppress(Exception):
             ids |= set(network.job_ids(client, sale))
@@ -150,11 +153,18 @@ def remove_run(client: redis.Redis, record: RunRecord) -> None:
             client.srem(key_set, *ours)
 
 
-def _job_ids(client: redis.Redis, queue: str) -> set[str]:
+def _job_ids(client: redis.Redis, queue: str, executions: set[str]) -> set[str]:
+    """Ids of every job in the queue, its intermediate list (popped, not yet started) and its registries."""
     q = Queue(queue, connection=client)
     ids = set(q.get_job_ids())
-    for registry in REGISTRIES:
-        ids |= {i.decode() for i in client.zrange(registry(queue, connection=client).key, 0, -1)}  # type: ignore[union-attr]
+    ids |= {i.decode() for i in client.lrange(f"{q.key}:intermediate", 0, -1)}  # type: ignore[union-attr]
+    for registry in REGISTRIES:  # the started registry holds "job_id:execution_id"
+        for member in client.zrange(registry(queue, connection=client).key, 0, -1):
+            text = member.decode() if isinstance(member, bytes) else str(member)
+            job_id, _, execution = text.partition(":")
+            ids.add(job_id)
+            if execution:
+                executions.add(f"rq:execution:{job_id}:{execution}")
     return ids
 
 

@@ -1,0 +1,185 @@
+"""`mplab compare` for real (real redis-server, real nodes): a full --quick run on a kept Redis, and its faults:
+SIGTERM to its process group, kill -9 and the next run's clean-up, --nodes 0 with the user's nodes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from urllib.parse import urlsplit
+
+import psutil
+import pytest
+import redis
+from typer.testing import CliRunner
+
+from cli.main import app
+from tests.conftest import REPO, mplab_cmd
+from workers.compare import isolation
+
+runner = CliRunner()
+
+LOCAL_MODES = {"serial", "process per task", "pool chunksize=1", "pool auto", "subprocess per task"}
+RQ_MODES = {"rq per-task", "rq batched"}
+
+
+RQ_LOCKS = {b"rq:clean_groups"}
+"""RQ's global maintenance lock: any worker that starts takes it, with a TTL; no run's own key."""
+
+
+def _keys(url: str) -> set[bytes]:
+    with redis.Redis.from_url(url) as client:
+        locks = [k for k in RQ_LOCKS if client.exists(k)]
+        assert all(client.ttl(k) > 0 for k in locks)
+        return set(client.keys("*")) - RQ_LOCKS
+
+
+def _start(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        mplab_cmd("--redis-url", url, "compare", "--quick", *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        start_new_session=True,
+        env={**os.environ, "COLUMNS": "80", **(env or {})},
+    )
+
+
+def _wait_measuring(url: str, proc: subprocess.Popen[str], timeout: float = 90) -> list[psutil.Process]:
+    """Until the run's nodes are up and its RQ modes have jobs on its queue; its process tree then."""
+    deadline = time.monotonic() + timeout
+    with redis.Redis.from_url(url) as client:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            if any(k.startswith(b"rq:finished:mplab-compare-") for k in client.keys("rq:finished:*")):
+                return psutil.Process(proc.pid).children(recursive=True)
+            time.sleep(0.1)
+    raise AssertionError("compare never got to its RQ modes")
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(300)
+def test_a_quick_run_on_a_kept_redis(redis_url, tmp_path):
+    """Every mode and workload, spreads and rounds, 80 columns piped, the password in no argv, nothing left."""
+    before = _keys(redis_url)
+    password = urlsplit(redis_url).password
+    assert password
+    out_json = tmp_path / "run.json"
+    proc = _start(redis_url, "-o", str(out_json))
+    seen: dict[int, str] = {}
+    while proc.poll() is None:  # every process of its tree, sampled while it runs
+        try:
+            for p in psutil.Process(proc.pid).children(recursive=True):
+                try:
+                    seen.setdefault(p.pid, " ".join(p.cmdline()))
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            break
+        time.sleep(0.1)
+    stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr
+    assert sum("worker" in c for c in seen.values()) >= 2 and sum("rq worker" in c for c in seen.values()) >= 2
+    assert not [c for c in seen.values() if password in c], "the Redis password is in a command line"
+
+    lines = stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in stdout
+    assert lines[0].startswith("mplab compare: quick run") and lines[2] == "Answer"
+
+    data = json.loads(out_json.read_text())
+    header = data["header"]
+    assert header["rq_slots"] >= 1 and header["node_idle_rss_mb"] and header["load_start"] >= 0
+    assert {n["name"] for n in header["nodes"] if n["used"]} == {
+        f"compare-{header['run_id']}-{i + 1}" for i in range(header["nodes_started"])
+    }
+    assert header["queue"] == f"mplab-compare-{header['run_id']}"
+    rows = data["rows"]
+    for size in {r["size"] for r in rows if r["workload"] == "cpu"}:
+        at = [r for r in rows if r["workload"] == "cpu" and r["size"] == size]
+        assert {r["mode"] for r in at} == LOCAL_MODES | RQ_MODES
+        assert min(r["rounds"] for r in at) >= (3 if size == data["reference_size"] else 2)
+    for r in rows:
+        assert len(r["speedup"]["samples"]) == r["rounds"] and r["speedup"]["low"] <= r["speedup"]["median"]
+        assert r["valid"] or r["invalid_reason"]
+    trivial = {r["mode"] for r in rows if r["workload"] == "trivial"}
+    assert {"stock SimpleWorkers", "stock rq workers (forking)"} | RQ_MODES <= trivial
+    assert {t["verdict"] for t in data["targets"]} <= {"met", "not met", "too close to call", "invalid"}
+    assert {r["channel"] for r in data["ipc"]} == {"Pipe", "Queue", "Redis list over TCP"}
+    assert _keys(redis_url) == before, _keys(redis_url) - before
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_sigterm_to_its_process_group_stops_everything_and_leaves_nothing(redis_url):
+    before = _keys(redis_url)
+    proc = _start(redis_url)
+    tree = _wait_measuring(redis_url, proc)
+    t0 = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)
+    code = proc.wait(timeout=60)  # broken: Pool.__exit__ deadlocked for minutes
+    took = time.monotonic() - t0
+    print(f"compare stopped {took:.2f} s after SIGTERM")
+    _, stderr = proc.communicate()
+    assert code == 130 and "Traceback" not in stderr, stderr
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    assert not alive, alive
+    assert took < 10, took  # the goal is <= 2 s; this bound only separates stopping from hanging
+    assert _keys(redis_url) == before, _keys(redis_url) - before
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_a_killed_run_is_cleaned_up_by_the_next(redis_url):
+    before = _keys(redis_url)
+    proc = _start(redis_url)
+    tree = _wait_measuring(redis_url, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    _, alive = psutil.wait_procs(tree, timeout=15)  # nodes die with their parent (PDEATHSIG)
+    assert not alive, alive
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.hlen(isolation.RUNS) == 1
+        assert isolation.clean_leftovers(client)  # what the next run does first
+    assert _keys(redis_url) == before, _keys(redis_url) - before
+
+
+@pytest.mark.integration
+def test_leftovers_of_a_live_run_are_left_alone(real_redis):
+    record = isolation.RunRecord.new()  # this very process: alive
+    foot = isolation.Footprint(real_redis, record)
+    foot.add_queue(record.queue())
+    real_redis.rpush(f"rq:queue:{record.queue()}", "job-1")
+    assert isolation.clean_leftovers(real_redis) == []
+    assert real_redis.exists(f"rq:queue:{record.queue()}")
+    foot.remove()
+    assert real_redis.keys("*") == []
+
+
+@pytest.mark.integration
+def test_nodes_zero_without_running_nodes_is_a_clear_error(redis_url):
+    result = runner.invoke(app, ["--redis-url", redis_url, "compare", "--quick", "--nodes", "0"])
+    assert result.exit_code == 2, result.output
+    assert "--nodes 0 needs running worker nodes serving queue 'default'" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_nodes_zero_uses_exactly_the_named_nodes(redis_url, nodes):
+    nodes.start("n1", pool=1)
+    nodes.start("n2", pool=1)
+    cmd = ["--redis-url", redis_url, "compare", "--quick", "--nodes", "0"]
+    result = runner.invoke(app, [*cmd, "--node-names", "n1"])
+    assert result.exit_code == 2 and "node 'n2' also serves queue 'default'" in result.stderr, result.stderr
+    result = runner.invoke(app, [*cmd, "--node-names", "n1,n3"])
+    assert result.exit_code == 2 and "no live node named 'n3'" in result.stderr, result.stderr
+    with redis.Redis.from_url(redis_url) as client:
+        client.rpush("rq:queue:default", "someone-elses-job")
+    result = runner.invoke(app, cmd)
+    assert result.exit_code == 2 and "queue 'default' has 1 job(s) waiting" in result.stderr, result.stderr
