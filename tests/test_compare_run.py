@@ -36,15 +36,16 @@ def _keys(url: str) -> set[bytes]:
         return set(client.keys("*")) - RQ_LOCKS
 
 
-def _start(url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def _start(url: str, *args: str) -> subprocess.Popen[str]:
+    """compare --quick with the URL in its environment: forked children show their parent's argv."""
     return subprocess.Popen(
-        mplab_cmd("--redis-url", url, "compare", "--quick", *args),
+        mplab_cmd("compare", "--quick", *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
         start_new_session=True,
-        env={**os.environ, "COLUMNS": "80", **(env or {})},
+        env={**os.environ, "COLUMNS": "80", "REDIS_URL": url},
     )
 
 

@@ -132,7 +132,7 @@ def _rq_side(
         record.shared_queue = queue
         footprint.save()
         used, slots, cores_used = _pick_nodes(client, queue, opts.node_names, here, cores)
-        waiting = Queue(queue, connection=client).count
+        waiting = int(client.llen(Queue(queue, connection=client).key))
         if waiting:
             raise ConfigError(
                 f"queue {queue!r} has {waiting} job(s) waiting: they would run between compare's own and bias "
