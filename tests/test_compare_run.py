@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from tests.conftest import REPO, mplab_cmd
 from workers.compare import isolation
+from workers.jobs import submit_cpu
 
 runner = CliRunner()
 
@@ -180,7 +181,7 @@ def test_nodes_zero_uses_exactly_the_named_nodes(redis_url, nodes):
     assert result.exit_code == 2 and "node 'n2' also serves queue 'default'" in result.stderr, result.stderr
     result = runner.invoke(app, [*cmd, "--node-names", "n1,n3"])
     assert result.exit_code == 2 and "no live node named 'n3'" in result.stderr, result.stderr
-    with redis.Redis.from_url(redis_url) as client:
-        client.rpush("rq:queue:default", "someone-elses-job")
+    with redis.Redis.from_url(redis_url) as client:  # someone else's work: two jobs run, two wait
+        submit_cpu(client, "default", tasks=4, size=10_000_000, batch=1)
     result = runner.invoke(app, cmd)
-    assert result.exit_code == 2 and "queue 'default' has 1 job(s) waiting" in result.stderr, result.stderr
+    assert result.exit_code == 2 and "queue 'default' has 2 job(s) waiting" in result.stderr, result.stderr

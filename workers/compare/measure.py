@@ -30,12 +30,13 @@ class Session:
         pool: Pool,
         serial: local.SerialChild,
         target: remote.RqTarget,
+        stock: remote.StockWorkers,
         url: str,
         cores: int,
         footprint: Footprint,
         progress: Any,
     ) -> None:
-        self.plan, self.ctx, self.pool, self.serial, self.target = plan, ctx, pool, serial, target
+        self.plan, self.ctx, self.pool, self.serial, self.target, self.stock = plan, ctx, pool, serial, target, stock
         self.url, self.cores, self.footprint, self.progress = url, cores, footprint, progress
         self.marks: list[tuple[str, float]] = []
         self.shares: list[float] = []
@@ -103,20 +104,17 @@ class Session:
     def trivial(self) -> list[Row]:
         n = self.plan.trivial
         items = [[i] for i in range(max(n.values()))]
-        stock_queues = {kind: self.footprint.add_queue(self.footprint.record.queue(f"-stock-{kind}"))
-                        for kind in remote.STOCK}  # fmt: skip
-        self.step("trivial: starting 2 + 2 stock rq workers")
-        with remote.StockWorkers(self.target.client, self.url, stock_queues) as stock:
-            modes = self._local_modes(TRIVIAL, items[: n["local"]], n["process"], n["subprocess"])
-            slots, two = self.target.slots, min(2, self.cores)
-            modes += [
-                self._rq("rq per-task", TRIVIAL, items[: n["rq"]], 1),
-                self._rq("rq batched", TRIVIAL, items[: n["rq_batched"]], math.ceil(n["rq_batched"] / slots)),
-                Mode("stock SimpleWorkers", partial(stock.drain, "simple", n["stock_simple"]), two),
-                Mode("stock rq workers (forking)", partial(stock.drain, "forking", n["stock_forking"]), two),
-            ]
-            serial = partial(self.serial.run, TRIVIAL, items)
-            return rounds.measure_size("trivial", 0, serial, modes, self.plan.target_rounds, self.step, self.shares)
+        stock = self.stock
+        modes = self._local_modes(TRIVIAL, items[: n["local"]], n["process"], n["subprocess"])
+        slots, two = self.target.slots, min(2, self.cores)
+        modes += [
+            self._rq("rq per-task", TRIVIAL, items[: n["rq"]], 1),
+            self._rq("rq batched", TRIVIAL, items[: n["rq_batched"]], math.ceil(n["rq_batched"] / slots)),
+            Mode("stock SimpleWorkers", partial(stock.drain, "simple", n["stock_simple"]), two),
+            Mode("stock rq workers (forking)", partial(stock.drain, "forking", n["stock_forking"]), two),
+        ]
+        serial = partial(self.serial.run, TRIVIAL, items)
+        return rounds.measure_size("trivial", 0, serial, modes, self.plan.target_rounds, self.step, self.shares)
 
     def k_sweep(self) -> list[Row]:
         size, ks, count = self.plan.k_sweep

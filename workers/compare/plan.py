@@ -47,12 +47,12 @@ class Plan:
                 sizes=((30_000, 32), (REFERENCE_SIZE, 8)),
                 trivial={
                     "local": 2000,
-                    "process": 32,
+                    "process": 24,
                     "subprocess": 4,
-                    "rq": 200,
+                    "rq": 150,
                     "rq_batched": 20_000,
-                    "stock_simple": 200,
-                    "stock_forking": 40,
+                    "stock_simple": 150,
+                    "stock_forking": 30,
                 },  # fmt: skip
                 k_sweep=(30_000, (1, 16), 64),
                 subprocess_tasks=4,

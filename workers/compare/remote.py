@@ -6,11 +6,10 @@ latency dimension adds targets whose client goes through a delaying proxy; nothi
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import mean
@@ -28,7 +27,7 @@ from tasks import registry
 from workers.compare import procs
 from workers.compare.local import Run
 from workers.compare.records import RqTiming, Spread
-from workers.errors import LabError
+from workers.errors import JobFailed, JobTimeout, NodeUnavailable
 from workers.heartbeat import node_key
 from workers.jobs import enqueue_task_jobs
 
@@ -78,7 +77,7 @@ class LocalNodes:
             dead = [name for name, p in zip(self.names, self.procs, strict=True) if p.poll() is not None]
             if dead or time.monotonic() > deadline:
                 err = (Path(self.logs.name) / f"{dead[0]}.log").read_text(errors="replace").strip() if dead else ""
-                raise LabError(f"a worker node failed to start: {err.splitlines()[-1] if err else 'timeout'}")
+                raise NodeUnavailable(f"a worker node failed to start: {err.splitlines()[-1] if err else 'timeout'}")
             time.sleep(0.05)
 
     def __exit__(self, exc: object, *rest: object) -> None:
@@ -102,7 +101,7 @@ def _fetch(client: redis.Redis, ids: list[str]) -> tuple[list[Any], dict[str, fl
     for job_id, stream, stamps in zip(ids, rows[::2], rows[1::2], strict=True):
         status = (stamps[3] or b"").decode()
         if status != "finished" or not stream:
-            raise LabError(f"job {job_id} ended {status or 'missing'}: see `mplab result {job_id}`")
+            raise JobFailed(f"job {job_id} ended {status or 'missing'}: see `mplab result {job_id}`")
         result_id, payload = stream[0]
         result = Result.restore(job_id, result_id.decode(), payload, client, serializer=JSONSerializer)
         values.append(result.return_value)
@@ -147,7 +146,7 @@ def _wait(client: redis.Redis, q: Queue, baseline: int, ids: list[str], timeout:
     while pending:
         now = time.monotonic()
         if now > deadline:
-            raise LabError(
+            raise JobTimeout(
                 f"timed out after {timeout:.0f}s waiting for {len(pending)} job(s) on {q.name!r}: are nodes running?"
             )
         if _done_count(client, q) - baseline >= len(ids) or now >= next_check:
@@ -206,38 +205,39 @@ STOCK = {"simple": "rq.worker.SimpleWorker", "forking": None}
 
 
 class StockWorkers:
-    """Two stock `rq worker`s of each kind, warm (started once, like the nodes), each kind on a private queue."""
+    """Two stock `rq worker`s of each kind, warm (started once, like the nodes), each kind on a private queue.
+
+    `spawn()` starts them (alongside the nodes, so both start-ups are over before anything is measured),
+    `wait_registered()` waits until RQ lists them, `stop()` ends them.
+    """
 
     def __init__(self, client: redis.Redis, url: str, queues: dict[str, str], per_kind: int = 2) -> None:
         self.client, self.url, self.queues, self.per_kind = client, url, queues, per_kind
         self.procs: list[Any] = []
 
-    def __enter__(self) -> StockWorkers:
+    def spawn(self) -> None:
         rq_bin = str(Path(sys.executable).with_name("rq"))
-        try:
-            for kind, queue in self.queues.items():
-                for i in range(self.per_kind):
-                    cmd = [rq_bin, "worker", "--serializer", "json", "--logging_level", "WARNING",
-                           "-n", f"{queue}-{i + 1}", queue]  # fmt: skip
-                    if STOCK[kind]:
-                        cmd[2:2] = ["-w", str(STOCK[kind])]
-                    self.procs.append(procs.spawn(cmd, {"RQ_REDIS_URL": self.url}))
-            self._wait_registered()
-        except BaseException:
-            self.__exit__(True)
-            raise
-        return self
+        for kind, queue in self.queues.items():
+            for i in range(self.per_kind):
+                cmd = [rq_bin, "worker", "--serializer", "json", "--logging_level", "WARNING",
+                       "-n", f"{queue}-{i + 1}", queue]  # fmt: skip
+                if STOCK[kind]:
+                    cmd[2:2] = ["-w", str(STOCK[kind])]
+                self.procs.append(procs.spawn(cmd, {"RQ_REDIS_URL": self.url}))
 
-    def _wait_registered(self) -> None:
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def wait_registered(self) -> None:
         deadline = time.monotonic() + 60
         for queue in self.queues.values():
             while self.client.scard(WORKERS_BY_QUEUE_KEY % queue) < self.per_kind:
                 if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
-                    raise LabError("stock `rq worker` processes did not start (is rq installed with this Python?)")
+                    raise NodeUnavailable("stock `rq worker` processes did not start (is rq installed here?)")
                 time.sleep(0.05)
 
-    def __exit__(self, exc: object, *rest: object) -> None:
-        procs.stop(self.procs, grace=5.0 if exc is None else 0.7)
+    def stop(self, fast: bool) -> None:
+        procs.stop(self.procs, grace=0.7 if fast else 5.0)
 
     def drain(self, kind: str, count: int) -> Run:
         """Enqueue `count` trivial jobs on that kind's queue; jobs/s from the jobs' own timestamps."""
@@ -255,8 +255,3 @@ class StockWorkers:
         wall = time.perf_counter() - t0
         results, timing = _fetch(self.client, ids)
         return Run(wall, [r["value"] for r in results], self.per_kind, rq=_timing(count, 1, None, None, timing))
-
-
-@contextlib.contextmanager
-def nothing() -> Iterator[None]:
-    yield

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import redis
 from rq.queue import Queue
 
-from workers.compare import isolation, local, measure, remote
+from workers.compare import isolation, local, measure, procs, remote
 from workers.compare.isolation import Footprint, RunRecord
 from workers.compare.plan import Options, Plan
 from workers.compare.records import Header, NodeSeen, Result
@@ -67,7 +67,7 @@ def _run(settings: Settings, url: str, where: str, opts: Options, progress: Prog
     interrupted = True
     try:
         footprint.save()
-        header, target, our_nodes = _rq_side(settings, url, where, opts, client, footprint, closers)
+        header, target, our_nodes, stock = _rq_side(settings, url, where, opts, client, footprint, closers)
         header.cleaned_runs = cleaned
         ctx = settings.mp_context()
         cores = default_pool_size()
@@ -82,7 +82,7 @@ def _run(settings: Settings, url: str, where: str, opts: Options, progress: Prog
             header.node_idle_rss_mb = [round(r / 2**20, 1) for r, _ in mem]
             header.node_idle_pss_mb = [round(p / 2**20, 1) for _, p in mem]
         before = _slot_jobs(client, header) if opts.nodes == 0 else 0
-        session = measure.Session(plan, ctx, pool, serial, target, url, cores, footprint, progress)
+        session = measure.Session(plan, ctx, pool, serial, target, stock, url, cores, footprint, progress)
         result = session.run_all(header)
         if opts.nodes == 0:
             header.foreign_jobs = max(0, _slot_jobs(client, header) - before - _our_jobs(client, record))
@@ -112,13 +112,17 @@ def _rq_side(
     client: redis.Redis,
     footprint: Footprint,
     closers: list[Callable[[bool], None]],
-) -> tuple[Header, remote.RqTarget, remote.LocalNodes | None]:
+) -> tuple[Header, remote.RqTarget, remote.LocalNodes | None, remote.StockWorkers]:
     """The nodes the RQ modes run on, the queue they serve, and the header naming them."""
     record = footprint.record
     cores = default_pool_size()
     here = socket.gethostname()
     our_nodes = None
+    stock_queues = {kind: footprint.add_queue(record.queue(f"-stock-{kind}")) for kind in remote.STOCK}
+    stock = remote.StockWorkers(client, url, stock_queues)
+    closers.append(stock.stop)
     if opts.nodes > 0:
+        stock.spawn()  # their start-up runs alongside the nodes'; both are over before anything is measured
         queue = footprint.add_queue(record.queue())
         names = [f"compare-{record.run_id}-{i + 1}" for i in range(opts.nodes)]
         our_nodes = remote.LocalNodes(url, queue, names, opts.node_pool, settings.start_method)
@@ -138,6 +142,7 @@ def _rq_side(
                 f"queue {queue!r} has {waiting} job(s) waiting: they would run between compare's own and bias "
                 "its figures; let them finish, or give --queue a queue only idle nodes serve"
             )
+        stock.spawn()
     seen = [
         NodeSeen(
             str(n["name"]),
@@ -171,8 +176,10 @@ def _rq_side(
         nodes=seen,
         load_start=round(os.getloadavg()[0], 2),
     )
+    stock.wait_registered()
+    procs.wait_quiet(stock.pids(), timeout=5)
     target = remote.RqTarget(client, queue, slots, cores_used, footprint.add_jobs)
-    return header, target, our_nodes
+    return header, target, our_nodes, stock
 
 
 def _pick_nodes(
