@@ -61,7 +61,7 @@ def write(result: Result, path: Path) -> None:
     if result.crossover.task_ms:
         ax2.axvline(result.crossover.task_ms, color="red", linewidth=0.8, linestyle=":")
     ax2.set_xscale("log")
-    ax2.set_ylim(0, 1.2)
+    ax2.set_ylim(0, max([1.2, *(j.ratio.high + 0.05 for j in result.crossover.by_key)]))
     ax2.set_xlabel("task size (ms of serial CPU per task)")
     ax2.set_ylabel("RQ efficiency / best Pool efficiency")
     ax2.set_title("where RQ one job per task catches up")
@@ -78,7 +78,7 @@ def write(result: Result, path: Path) -> None:
                      label=f"RQ batched / Pool (tasks of {ks[0].task_ms:.1f} ms)")  # fmt: skip
         ax3.set_xscale("log", base=2)
     ax3.axhline(THRESHOLD, color="red", linestyle="--", linewidth=1, label=f"{THRESHOLD:.0%} of the Pool")
-    ax3.set_ylim(0, 1.2)
+    ax3.set_ylim(0, max([1.2, *(j.ratio.high + 0.05 for j in result.batch_k.by_key)]))
     ax3.set_xlabel("K: tasks per RQ job")
     ax3.set_ylabel("efficiency / best Pool efficiency")
     ax3.set_title("batch size K hiding the per-job overhead")

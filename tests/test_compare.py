@@ -15,7 +15,7 @@ from cli.main import app
 from tests.conftest import mplab_cmd
 from workers.compare import report, rounds
 from workers.compare.local import Run
-from workers.compare.records import CLOSE, MET, NOT_MET, Header, NodeSeen, RqTiming, Spread
+from workers.compare.records import CLOSE, MET, NOT_MET, Header, IpcRow, NodeSeen, Result, RqTiming, SaleRow, Spread
 from workers.compare.rounds import Mode
 from workers.errors import ResultMismatch
 
@@ -112,6 +112,8 @@ def test_crossover_is_the_first_size_whose_every_round_reaches_90_percent():
         (["compare", "--nodes", "0", "--queue", "a b"], "not a queue or node name"),
         (["compare", "--nodes", "0", "--node-names", "x\ny"], "not a queue or node name"),
         (["compare", "--json", "--csv", "-"], "cannot both go to stdout"),
+        (["compare", "-o", "-", "--csv", "-"], "cannot both go to stdout"),
+        (["compare", "--json", "--nodes", "500"], "--nodes must be 0-16"),  # --json takes no value
         (["compare", "--plot", "-"], "--plot needs a file name"),
         (["compare", "--csv", "/nonexistent/dir/rows.csv"], "cannot write CSV"),
     ],
@@ -157,8 +159,6 @@ def _header() -> Header:
 
 def _result():
     """A full result with the widest figures a run can give (n = 6,000,000, millions of tasks/s)."""
-    from workers.compare.measure import Session
-
     rows = []
     rq = RqTiming(1000, 50000, 1234.5, 98765.4, 12345.67, 999.9, Spread.of([123456.0, 234567.0]))
     modes = ["process per task", "pool chunksize=1", "pool auto", "subprocess per task", "rq per-task", "rq batched"]
@@ -172,8 +172,6 @@ def _result():
             runs = [Run(0.000123, [1] * 50_000, 2, rq=rq if "rq" in name else None)] * 2
             rows.append(rounds.make_row(workload, size, name, 2, runs, serials))
     rows[3].valid, rows[3].invalid_reason = False, "speedup 2.50x, then 2.40x re-measured: above 2 usable core(s)"
-    del Session
-    from workers.compare.records import IpcRow, Result, SaleRow
 
     header = _header()
     enqueue = Spread.of([9002.0, 12345.0, 7250.0])

@@ -117,12 +117,17 @@ def test_a_quick_run_on_a_kept_redis(redis_url, tmp_path):
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.timeout(180)
-def test_sigterm_to_its_process_group_stops_everything_and_leaves_nothing(redis_url):
+@pytest.mark.parametrize("to_group", [True, False], ids=["group", "main-process"])
+def test_sigterm_stops_everything_and_leaves_nothing(redis_url, to_group):
+    """SIGTERM to the whole group (Pool children die holding their queue's lock) or to compare alone."""
     before = _keys(redis_url)
     proc = _start(redis_url)
     tree = _wait_measuring(redis_url, proc)
     t0 = time.monotonic()
-    os.killpg(proc.pid, signal.SIGTERM)
+    if to_group:
+        os.killpg(proc.pid, signal.SIGTERM)
+    else:
+        os.kill(proc.pid, signal.SIGTERM)
     code = proc.wait(timeout=60)  # broken: Pool.__exit__ deadlocked for minutes
     took = time.monotonic() - t0
     print(f"compare stopped {took:.2f} s after SIGTERM")

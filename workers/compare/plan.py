@@ -62,7 +62,7 @@ class Plan:
                 sale_rq_batched=False,
             )
         return Plan(
-            sizes=((3_000, 64), (30_000, 64), (300_000, 16), (REFERENCE_SIZE, 8), (6_000_000, 4)),
+            sizes=((3_000, 64), (30_000, 64), (300_000, 16), (REFERENCE_SIZE, 8), (4_000_000, 4)),
             trivial={
                 "local": 5000,
                 "process": 64,

@@ -208,7 +208,7 @@ class StockWorkers:
     """Two stock `rq worker`s of each kind, warm (started once, like the nodes), each kind on a private queue.
 
     `spawn()` starts them (alongside the nodes, so both start-ups are over before anything is measured),
-    `wait_registered()` waits until RQ lists them, `stop()` ends them.
+    `wait_registered()` waits until RQ lists them; the run stops them with its nodes (`procs.stop`).
     """
 
     def __init__(self, client: redis.Redis, url: str, queues: dict[str, str], per_kind: int = 2) -> None:
@@ -235,9 +235,6 @@ class StockWorkers:
                 if time.monotonic() > deadline or any(p.poll() is not None for p in self.procs):
                     raise NodeUnavailable("stock `rq worker` processes did not start (is rq installed here?)")
                 time.sleep(0.05)
-
-    def stop(self, fast: bool) -> None:
-        procs.stop(self.procs, grace=0.7 if fast else 5.0)
 
     def drain(self, kind: str, count: int) -> Run:
         """Enqueue `count` trivial jobs on that kind's queue; jobs/s from the jobs' own timestamps."""

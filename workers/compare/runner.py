@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from subprocess import Popen
 
 import redis
 from rq.queue import Queue
@@ -120,14 +121,17 @@ def _rq_side(
     our_nodes = None
     stock_queues = {kind: footprint.add_queue(record.queue(f"-stock-{kind}")) for kind in remote.STOCK}
     stock = remote.StockWorkers(client, url, stock_queues)
-    closers.append(stock.stop)
+    commands: list[Popen[bytes]] = []  # nodes and stock workers: stopped together, in one bounded wait
+    closers.append(lambda fast: procs.stop(commands, grace=0.7 if fast else 10.0))
     if opts.nodes > 0:
         stock.spawn()  # their start-up runs alongside the nodes'; both are over before anything is measured
+        commands += stock.procs
         queue = footprint.add_queue(record.queue())
         names = [f"compare-{record.run_id}-{i + 1}" for i in range(opts.nodes)]
         our_nodes = remote.LocalNodes(url, queue, names, opts.node_pool, settings.start_method)
         our_nodes.__enter__()
-        closers.append(lambda fast: our_nodes.__exit__(True if fast else None))
+        commands += our_nodes.procs
+        closers.append(lambda fast: our_nodes.logs.cleanup())
         used = set(names)
         slots = opts.nodes * opts.node_pool
         cores_used = min(slots, cores)
@@ -143,6 +147,7 @@ def _rq_side(
                 "its figures; let them finish, or give --queue a queue only idle nodes serve"
             )
         stock.spawn()
+        commands += stock.procs
     seen = [
         NodeSeen(
             str(n["name"]),
