@@ -190,3 +190,22 @@ def test_nodes_zero_uses_exactly_the_named_nodes(redis_url, nodes):
         submit_cpu(client, "default", tasks=4, size=10_000_000, batch=1)
     result = runner.invoke(app, cmd)
     assert result.exit_code == 2 and "queue 'default' has 2 job(s) waiting" in result.stderr, result.stderr
+
+
+@pytest.mark.integration
+def test_on_a_shared_queue_only_the_runs_own_jobs_are_removed(real_redis):
+    """--nodes 0: the user's queue stays, with the user's jobs; compare's jobs go, wherever they are."""
+    theirs = submit_cpu(real_redis, "default", tasks=2, size=10, batch=1)[0]
+    ours = submit_cpu(real_redis, "default", tasks=3, size=10, batch=1)[0]
+    record = isolation.RunRecord.new()
+    record.shared_queue = "default"
+    foot = isolation.Footprint(real_redis, record)
+    foot.save()
+    foot.add_jobs([j.id for j in ours])
+    real_redis.zadd("rq:wip:default", {f"{ours[0].id}:exec1": 1.0, f"{theirs[0].id}:exec2": 1.0})
+    foot.remove()
+    assert [j.decode() for j in real_redis.lrange("rq:queue:default", 0, -1)] == [j.id for j in theirs]
+    assert real_redis.zrange("rq:wip:default", 0, -1) == [f"{theirs[0].id}:exec2".encode()]
+    assert all(not real_redis.exists(f"rq:job:{j.id}") for j in ours)
+    assert all(real_redis.exists(f"rq:job:{j.id}") for j in theirs)
+    assert not real_redis.hlen(isolation.RUNS) and not real_redis.keys("mplab:compare:*")

@@ -169,11 +169,19 @@ def _job_ids(client: redis.Redis, queue: str, executions: set[str]) -> set[str]:
 
 
 def _unlist(client: redis.Redis, queue: str, ids: set[str]) -> None:
+    """Our jobs out of a shared queue: its list, its intermediate list, every registry (and nothing else)."""
+    key = Queue.redis_queue_namespace_prefix + queue
+    started = StartedJobRegistry(queue, connection=client).key
+    members = [m.decode() if isinstance(m, bytes) else str(m) for m in client.zrange(started, 0, -1)]
+    running = [m for m in members if m.partition(":")[0] in ids]
     with client.pipeline(transaction=False) as pipe:
         for job_id in ids:
-            pipe.lrem(Queue.redis_queue_namespace_prefix + queue, 0, job_id)
+            pipe.lrem(key, 0, job_id)
+            pipe.lrem(f"{key}:intermediate", 0, job_id)
             for registry in REGISTRIES:
                 pipe.zrem(registry(queue, connection=client).key, job_id)
+        if running:  # the started registry holds "job_id:execution_id"
+            pipe.zrem(started, *running)
         pipe.execute()
 
 
