@@ -30,7 +30,7 @@ def _check_writable(path: str | None, what: str) -> Path | None:
     if path is None or path == STDOUT:
         return None
     target = Path(path)
-    if target.is_dir() or not os.access(target.parent.resolve(), os.W_OK):
+    if not path or "\n" in path or target.is_dir() or not os.access(target.parent.resolve(), os.W_OK):
         raise _usage(f"cannot write {what} to {path}: not a file in a writable directory")
     return target
 
@@ -65,12 +65,14 @@ def compare(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full result as JSON on stdout (nothing else).")
     ] = False,
-    output: Annotated[
-        str | None, typer.Option("--output", "-o", help="Also write the full result as JSON to FILE ('-': stdout).")
+    output_path: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the full result as JSON to FILE ('-': stdout).")
     ] = None,
-    csv_file: Annotated[str | None, typer.Option("--csv", help="Write every row as CSV to FILE ('-': stdout).")] = None,
-    plot: Annotated[
-        str | None, typer.Option("--plot", help="Plot the findings to FILE.png (needs mplab\\[plot]).")
+    csv_path_: Annotated[
+        Path | None, typer.Option("--csv", help="Write every row as CSV to FILE ('-': stdout).")
+    ] = None,
+    plot_path_: Annotated[
+        Path | None, typer.Option("--plot", help="Plot the findings to FILE.png (needs mplab\\[plot]).")
     ] = None,
 ) -> None:
     """Run the same workloads serial, with a Process per task, a Pool, subprocesses and RQ nodes; compare.
@@ -81,7 +83,10 @@ def compare(
     its own nodes, and leaves nothing behind in Redis.
     """
     settings = settings_of(ctx)
-    names = tuple(n.strip() for n in node_names.split(",") if n.strip()) if node_names else ()
+    output, csv_file, plot = (None if p is None else str(p) for p in (output_path, csv_path_, plot_path_))
+    names = tuple(n.strip() for n in node_names.split(",") if n.strip()) if node_names is not None else ()
+    if node_names is not None and not names:
+        raise _usage("--node-names needs at least one node name")
     opts = engine.Options(
         quick=quick,
         nodes=default_pool_size() if nodes is None else nodes,

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
-from typing import Any
 
 import redis
 
 from tasks import tickets
 from workers.compare.records import SaleRow
 from workers.errors import ResultMismatch
-from workers.tickets import engine, network, store_redis
+from workers.tickets import local, network, store_redis
+from workers.tickets.records import DEFAULT_NETWORK_WINDOW, SaleReport, SaleSpec, new_sale_id
 
 SAFE_SALE_MODES = ("redis-lock", "atomic", "watch")  # must never oversell, wherever the buyers run
 
 
-def _row(mode: str, where: str, result: dict[str, Any]) -> SaleRow:
+def _row(mode: str, where: str, result: SaleReport) -> SaleRow:
     summary = result["summary"]
     return SaleRow(
         mode=mode,
@@ -50,18 +50,15 @@ def measure(
     rows = []
     for mode in tickets.REDIS_MODES:
         step(f"ticket sale: {mode}")
-        sale_id = register(engine.new_sale_id())
-        result = engine.run_local_redis(ctx, url, sale_id, stock=stock, buyers=buyers, mode=mode,
-                                        window=network.DEFAULT_WINDOW)  # fmt: skip
-        rows.append(_row(mode, "local processes", result))
+        spec = SaleSpec(mode, stock, buyers, DEFAULT_NETWORK_WINDOW, queue=queue)
+        sale_id = register(new_sale_id())
+        rows.append(_row(mode, "local processes", local.run_redis_sale(ctx, url, sale_id, spec)))
         store_redis.delete_sale(client, sale_id)
         for k in (1, per_job) if rq_batched else (1,):
-            sale_id = register(engine.new_sale_id())
-            network.submit(client, sale_id, stock=stock, buyers=buyers, mode=mode, per_job=k,
-                           window=network.DEFAULT_WINDOW, lock_timeout=engine.DEFAULT_LOCK_TIMEOUT, party=0,
-                           queue=queue)  # fmt: skip
-            result = network.wait(client, sale_id, timeout=120)
-            rows.append(_row(mode, f"RQ, {k} buyer(s)/job", result))
+            sale_id = register(new_sale_id())
+            network.enqueue_sale(client, sale_id, SaleSpec(mode, stock, buyers, DEFAULT_NETWORK_WINDOW, per_job=k,
+                                                           queue=queue))  # fmt: skip
+            rows.append(_row(mode, f"RQ, {k} buyer(s)/job", network.follow(client, sale_id, timeout=120)))
     wrong = [r for r in rows if r.mode in SAFE_SALE_MODES and not r.correct]
     if wrong:
         raise ResultMismatch(f"ticket sale: {wrong[0].mode} ({wrong[0].where}) oversold; it must never")
