@@ -93,8 +93,9 @@ def _run(settings: Settings, url: str, where: str, opts: Options, progress: Prog
             for close in reversed(closers):
                 with contextlib.suppress(Exception):
                     close(interrupted)
-            with contextlib.suppress(redis.RedisError):
-                footprint.remove()
+            # a fresh connection: the run's own may have been cut mid-reply by the signal
+            with contextlib.suppress(redis.RedisError), redis.Redis.from_url(url, socket_timeout=5) as fresh:
+                isolation.remove_run(fresh, record)
     header.load_end = round(os.getloadavg()[0], 2)
     header.duration_s = round(time.perf_counter() - started, 2)
     _warn(header, result)
