@@ -208,3 +208,27 @@ def test_csv_has_every_row_with_its_spread(tmp_path):
         got = list(csv.DictReader(fh))
     assert len(got) == len(result.rows)
     assert {"speedup_median", "speedup_min", "speedup_max", "speedup_samples", "valid"} <= set(got[0])
+
+
+def test_no_render_thread_runs_while_measuring(monkeypatch):
+    """On a terminal the progress line is drawn between measurements only: no refresh thread exists during one."""
+    import threading
+
+    from rich.live import _RefreshThread
+
+    from cli import compare as cli_compare
+    from workers import compare as engine
+    from workers.settings import Settings
+
+    seen: list[list[str]] = []
+
+    def fake_run(settings, url, where, opts, progress):
+        for step in ("cpu n=30,000: serial (1/2)", "cpu n=30,000: pool auto (1/2)"):
+            progress(step, 2)  # the bar is redrawn here...
+            seen.append([type(t).__name__ for t in threading.enumerate() if isinstance(t, _RefreshThread)])
+        return "result"  # ...and a mode would run here, with no render thread alive
+
+    monkeypatch.setattr(engine, "run", fake_run)
+    monkeypatch.setattr(type(cli_compare.err_console), "is_terminal", property(lambda self: True))
+    assert cli_compare._run(Settings(), "redis://x", "here", engine.Options()) == "result"
+    assert seen == [[], []]
