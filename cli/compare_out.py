@@ -125,7 +125,8 @@ def render(result: Result, console: Console) -> None:
     counts: dict[str, int] = {}
     for t in result.targets:
         counts[t.verdict] = counts.get(t.verdict, 0) + 1
-    summary = ", ".join(f"{n} {v}" for v, n in counts.items())
+    order = (MET, NOT_MET, CLOSE, INVALID, "not measured")
+    summary = ", ".join(f"{counts[v]} {v}" for v in order if v in counts)
     out.wrapped(summary, indent="             ", first="  targets    ")
     for w in h.warnings:
         out.wrapped(w, first="  warning: ", indent="           ", style="yellow")

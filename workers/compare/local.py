@@ -78,9 +78,10 @@ class SerialChild:
         wall, cpu, values = self.conn.recv()
         return Run(wall, values, 1, cpu_share=cpu / wall if wall > 0 else 1.0)
 
-    def close(self) -> None:
+    def close(self, fast: bool = False) -> None:
+        """Closing our end ends its loop; interrupted (it may be mid-run), it is killed at once."""
         self.conn.close()
-        self.proc.join(timeout=0.5)
+        self.proc.join(timeout=0 if fast else 5)
         if self.proc.is_alive():
             self.proc.kill()
             self.proc.join()

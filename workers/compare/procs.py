@@ -46,16 +46,18 @@ def stop(procs: Iterable[subprocess.Popen[bytes]], grace: float) -> None:
     for proc in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-    for proc in procs:
+    left: list[psutil.Process] = []
+    for proc in procs:  # kill everything still there first, then wait once for all of it
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-            proc.wait()
-        left = [p for p in trees.get(proc.pid, []) if _alive(p)]
-        for child in left:
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-        psutil.wait_procs(left, timeout=1)
+        left += [p for p in trees.get(proc.pid, []) if _alive(p)]
+    for child in left:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    for proc in procs:
+        proc.wait()
+    psutil.wait_procs(left, timeout=1)
 
 
 def _alive(proc: psutil.Process) -> bool:

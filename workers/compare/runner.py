@@ -77,7 +77,7 @@ def _run(settings: Settings, url: str, where: str, opts: Options, progress: Prog
         closers.append(lambda fast: _close(pool_cm))
         header.pool_startup_ms = round(startup * 1000, 2)
         serial = local.SerialChild(ctx)
-        closers.append(lambda fast: serial.close())
+        closers.append(serial.close)
         if our_nodes is not None:
             mem = our_nodes.idle_memory()
             header.node_idle_rss_mb = [round(r / 2**20, 1) for r, _ in mem]
