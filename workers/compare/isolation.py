@@ -134,6 +134,9 @@ def remove_run(client: redis.Redis, record: RunRecord) -> None:
     if record.shared_queue and ids:
         _unlist(client, record.shared_queue, ids)
     _delete_jobs(client, ids)
+    for key in client.scan_iter(match="rq:execution:*", count=1000):  # an execution a killed slot left unlisted
+        if key.decode().split(":")[2] in ids:
+            client.delete(key)
     for sale in record.sales:
         with contextlib.suppress(Exception):
             store_redis.delete_sale(client, sale)

@@ -32,16 +32,21 @@ def spawn(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subpr
             out.close()
 
 
-def stop(procs: Iterable[subprocess.Popen[bytes]], grace: float) -> None:
-    """SIGTERM every process, wait up to `grace` seconds for all, then SIGKILL what is left of each tree."""
+def stop(procs: Iterable[subprocess.Popen[bytes]], grace: float, twice: bool = False) -> None:
+    """SIGTERM every process (`twice`: a second SIGTERM, which nodes and rq workers take as "stop now"),
+    wait up to `grace` seconds for all, then SIGKILL what is left of each tree."""
     procs = list(procs)
     trees: dict[int, list[psutil.Process]] = {}
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             trees[proc.pid] = psutil.Process(proc.pid).children(recursive=True)
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
+    for _ in range(2 if twice else 1):
+        for proc in procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+        if twice:
+            time.sleep(0.05)
     deadline = time.monotonic() + grace
     for proc in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):

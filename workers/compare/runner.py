@@ -123,7 +123,7 @@ def _rq_side(
     stock_queues = {kind: footprint.add_queue(record.queue(f"-stock-{kind}")) for kind in remote.STOCK}
     stock = remote.StockWorkers(client, url, stock_queues)
     commands: list[Popen[bytes]] = []  # nodes and stock workers: stopped together, in one bounded wait
-    closers.append(lambda fast: procs.stop(commands, grace=0.7 if fast else 10.0))
+    closers.append(lambda fast: procs.stop(commands, grace=0.5 if fast else 10.0, twice=fast))
     if opts.nodes > 0:
         stock.spawn()  # their start-up runs alongside the nodes'; both are over before anything is measured
         commands += stock.procs
