@@ -62,6 +62,14 @@ def compare(
         str | None,
         typer.Option("--node-names", help="With --nodes 0: use exactly these nodes (comma-separated)."),
     ] = None,
+    rtt: Annotated[
+        str | None,
+        typer.Option(
+            "--rtt",
+            help="Also run the RQ modes with Redis behind a delaying proxy, per added round-trip time in ms "
+            f"(comma-separated, each 0-1000, at most {engine.MAX_RTTS}), e.g. 0,1,10. Adds time.",
+        ),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full result as JSON on stdout (nothing else).")
     ] = False,
@@ -87,8 +95,15 @@ def compare(
     names = tuple(n.strip() for n in node_names.split(",") if n.strip()) if node_names is not None else ()
     if node_names is not None and not names:
         raise _usage("--node-names needs at least one node name")
+    rtts: tuple[float, ...] = ()
+    if rtt is not None:
+        try:
+            rtts = tuple(float(x) for x in rtt.split(","))
+        except ValueError:
+            raise _usage(f"--rtt takes milliseconds separated by commas, e.g. 0,1,10; got {rtt!r}") from None
     opts = engine.Options(
         quick=quick,
+        rtts=rtts,
         nodes=default_pool_size() if nodes is None else nodes,
         node_pool=node_pool,
         queue=queue,

@@ -138,6 +138,7 @@ def render(result: Result, console: Console) -> None:
         for size in sizes:
             _block(out, [r for r in result.rows if r.workload == workload and r.size == size])
     _rq(out, result.rows)
+    _latency(out, result)
     _ipc(out, result)
     _tickets(out, result)
     out.wrapped(LEGEND, first="legend: ", indent="  ")
@@ -234,6 +235,31 @@ def _rq(out: Out, rows: list[Row]) -> None:
         out.line(f"  {where + ' ' + short(r.mode, r):<24}{t.jobs:>5} {enq:>7} {num(t.queue_wait_ms):>7} "
                  f"{num(t.running_ms):>7} {fetch:>7} {rate(t.drain_jobs_per_s.median):>7}")  # fmt: skip
     out.line()
+
+
+def _latency(out: Out, result: Result) -> None:
+    if result.latency:
+        rounds = max(r.rounds for p in result.latency for r in p.rows)
+        out.line(f"Network latency (--rtt): Redis behind mplab's delaying proxy, {rounds} rounds each")
+        out.line(f"  {'+RTT':>6} {'ovh ms/job':>10} {'RQ jobs/s':>9} {'(min-max)':<15} {'vs 2 stock':>10} "
+                 f"{'crossover':>10} {'K':>4}")  # fmt: skip
+        for p in result.latency:
+            js = p.jobs_per_s
+            vs = "-" if p.vs_stock_simple is None else ratio(p.vs_stock_simple.median) + "x"
+            cross = "none" if p.crossover.task_ms is None else f"{p.crossover.task_ms:,.1f}ms"
+            k = "none" if p.batch_k.at is None else str(p.batch_k.at)
+            out.line(f"  {p.rtt_ms:>4g}ms {num(p.overhead_ms_per_job):>10} {rate(js.median):>9} {span(js, rate):<15} "
+                     f"{vs:>10} {cross:>10} {k:>4}")  # fmt: skip
+        out.wrapped("crossover: smallest task (serial ms) at which RQ one job per task reaches 90% of the Pool's "
+                    "efficiency; K: smallest batch at 90% on the K-sweep task; vs 2 stock: drain jobs/s against "
+                    "two stock SimpleWorkers behind the same proxy", first="  ", indent="  ")  # fmt: skip
+        out.line()
+    if result.wire:
+        out.line("Redis traffic per job (counted: INFO commandstats, round trips at the proxy)")
+        out.line(f"  {'worker':<20} {'tasks/job':>9} {'commands/job':>12} {'round trips/job':>15}")
+        for w in result.wire:
+            out.line(f"  {w.worker:<20} {w.batch:>9} {w.commands_per_job:>12.1f} {w.round_trips_per_job:>15.1f}")
+        out.line()
 
 
 def _ipc(out: Out, result: Result) -> None:

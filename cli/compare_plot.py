@@ -57,11 +57,20 @@ def write(result: Result, path: Path) -> None:
         hi.append(j.ratio.high - j.ratio.median)
     if xs:
         ax2.errorbar(xs, ys, yerr=[lo, hi], fmt="o" if len(xs) <= 2 else "-o", capsize=3, label="RQ per-task / Pool")
+    for point in result.latency:  # one crossover curve per added round-trip time (--rtt)
+        by = point.crossover.by_key
+        if by:
+            ax2.errorbar([j.task_ms for j in by], [j.ratio.median for j in by],
+                         yerr=[[j.ratio.median - j.ratio.low for j in by], [j.ratio.high - j.ratio.median for j in by]],
+                         fmt="o" if len(by) <= 2 else "--^", capsize=3, markersize=4,
+                         label=f"+{point.rtt_ms:g} ms RTT (proxy)")  # fmt: skip
     ax2.axhline(THRESHOLD, color="red", linestyle="--", linewidth=1, label=f"{THRESHOLD:.0%}: crossover")
     if result.crossover.task_ms:
         ax2.axvline(result.crossover.task_ms, color="red", linewidth=0.8, linestyle=":")
     ax2.set_xscale("log")
-    ax2.set_ylim(0, max([1.2, *(j.ratio.high + 0.05 for j in result.crossover.by_key)]))
+    highs = [j.ratio.high for j in result.crossover.by_key] + [j.ratio.high for p in result.latency
+                                                                 for j in p.crossover.by_key]  # fmt: skip
+    ax2.set_ylim(0, max([1.2, *(h + 0.05 for h in highs)]))
     ax2.set_xlabel("task size (ms of serial CPU per task)")
     ax2.set_ylabel("RQ efficiency / best Pool efficiency")
     ax2.set_title("where RQ one job per task catches up")

@@ -6,8 +6,8 @@ Modules: `plan` (what runs, options and their ranges), `runner` (one run: isolat
 `report` (crossover, batch size K, targets), `tickets` (the sale), `records` (what a run produces).
 """
 
-from workers.compare.plan import MAX_NODE_POOL, MAX_NODES, Options, Plan
+from workers.compare.plan import MAX_NODE_POOL, MAX_NODES, MAX_RTTS, Options, Plan
 from workers.compare.records import Result
 from workers.compare.runner import run
 
-__all__ = ["MAX_NODES", "MAX_NODE_POOL", "Options", "Plan", "Result", "run"]
+__all__ = ["MAX_NODES", "MAX_NODE_POOL", "MAX_RTTS", "Options", "Plan", "Result", "run"]

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from workers.errors import ConfigError
+from workers.netproxy import check_rtt
 
 CPU = "tasks.cpu.sum_squares"
 TRIVIAL = "tasks.cpu.trivial"
@@ -20,6 +21,9 @@ MAX_NODES = 16
 
 MAX_NODE_POOL = 8
 """Most slots (and Pool processes) per node `compare --node-pool` gives."""
+
+MAX_RTTS = 5
+"""Most round-trip times one `compare --rtt` run measures (each adds a pass over the RQ modes)."""
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 """Queue and node names compare accepts: printable, no spaces or commas, <= 100 characters."""
@@ -89,8 +93,15 @@ class Options:
     node_pool: int = 1
     queue: str | None = None  # only with nodes == 0: the queue the running nodes serve
     node_names: tuple[str, ...] = field(default_factory=tuple)  # only with nodes == 0
+    rtts: tuple[float, ...] = ()  # --rtt: added round-trip times (ms) for the latency pass; () = none
 
     def __post_init__(self) -> None:
+        if len(self.rtts) > MAX_RTTS or len(set(self.rtts)) != len(self.rtts):
+            raise ConfigError(f"--rtt takes 1-{MAX_RTTS} different values (ms), got {len(self.rtts)}")
+        for rtt in self.rtts:
+            check_rtt(rtt)
+        if self.rtts and self.nodes == 0:
+            raise ConfigError("--rtt starts nodes of its own behind the latency proxy: it needs --nodes >= 1")
         if not 0 <= self.nodes <= MAX_NODES:
             raise ConfigError(f"--nodes must be 0-{MAX_NODES} (0: use nodes already running), got {self.nodes}")
         if not 1 <= self.node_pool <= MAX_NODE_POOL:

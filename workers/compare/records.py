@@ -187,6 +187,29 @@ class SaleRow:
 
 
 @dataclass
+class WireCost:
+    """Redis commands and sequential round trips per job of one worker kind (counted, not timed)."""
+
+    worker: str
+    batch: int  # tasks per job
+    commands_per_job: float
+    round_trips_per_job: float
+
+
+@dataclass
+class LatencyPoint:
+    """The RQ modes at one added round-trip time (`--rtt`), Redis behind the latency proxy."""
+
+    rtt_ms: float
+    rows: list[Row]
+    overhead_ms_per_job: float  # trivial RQ one job per task: worker time not spent on the task, per job
+    jobs_per_s: Spread  # trivial RQ one job per task, drain rate from the jobs' timestamps
+    vs_stock_simple: Spread | None  # that rate / two stock SimpleWorkers' (paired by round)
+    crossover: Finding  # against the main run's Pool rows
+    batch_k: Finding
+
+
+@dataclass
 class Result:
     """Everything one run measured; `to_json()` is what --json and -o write."""
 
@@ -201,6 +224,8 @@ class Result:
     batch_k: Finding
     targets: list[Target]
     step_seconds: dict[str, float]
+    latency: list[LatencyPoint] = field(default_factory=list)
+    wire: list[WireCost] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -22,10 +22,10 @@ from subprocess import Popen
 import redis
 from rq.queue import Queue
 
-from workers.compare import isolation, local, measure, procs, remote
+from workers.compare import isolation, latency, local, measure, procs, remote
 from workers.compare.isolation import Footprint, RunRecord
 from workers.compare.plan import Options, Plan
-from workers.compare.records import Header, NodeSeen, Result
+from workers.compare.records import Header, LatencyPoint, NodeSeen, Result, Row, WireCost
 from workers.errors import ConfigError
 from workers.heartbeat import read_nodes, worker_key
 from workers.redis_server import connect
@@ -85,6 +85,8 @@ def _run(settings: Settings, url: str, where: str, opts: Options, progress: Prog
         before = _slot_jobs(client, header) if opts.nodes == 0 else 0
         session = measure.Session(plan, ctx, pool, serial, target, stock, url, cores, footprint, progress)
         result = session.run_all(header)
+        if opts.rtts:
+            result.latency, result.wire = _latency(settings, url, opts, session, closers, result.rows)
         if opts.nodes == 0:
             header.foreign_jobs = max(0, _slot_jobs(client, header) - before - _our_jobs(client, record))
         interrupted = False
@@ -100,6 +102,25 @@ def _run(settings: Settings, url: str, where: str, opts: Options, progress: Prog
     header.duration_s = round(time.perf_counter() - started, 2)
     _warn(header, result)
     return result
+
+
+def _latency(
+    settings: Settings,
+    url: str,
+    opts: Options,
+    session: measure.Session,
+    closers: list[Callable[[bool], None]],
+    rows: list[Row],
+) -> tuple[list[LatencyPoint], list[WireCost]]:
+    """--rtt: the RQ modes again behind the latency proxy, per RTT; then commands/round trips per job."""
+    run = latency.LatencyRun(
+        url, session.plan, session.serial, session.pool, session.cores, max(1, opts.nodes), opts.node_pool,
+        settings.start_method, session.footprint, session.step, closers,
+    )  # fmt: skip
+    pool_rows = [r for r in rows if r.workload == "cpu" and r.mode.startswith("pool")]
+    points = [run.point(rtt, pool_rows) for rtt in opts.rtts]
+    session.step("Redis commands and round trips per job")
+    return points, latency.wire_costs(url, slots=1)
 
 
 def _close(cm: contextlib.AbstractContextManager[object]) -> None:
