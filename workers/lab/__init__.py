@@ -59,12 +59,14 @@ def get(name: str) -> Experiment:
 def run(name: str, params: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """Run one experiment in this process and return its result dict."""
     from workers.lab.base import Lab, Report, stop_mp_helpers
+    from workers.lab.children import experiment_children
 
     exp = get(name)
     parsed = exp.parse_params(params)
     report = Report(exp.name, exp.section, settings.start_method)
     try:
-        exp.run(Lab(settings, parsed, report))
+        with experiment_children():
+            exp.run(Lab(settings, parsed, report))
     finally:
         stop_mp_helpers()
     return report.result(parsed)
@@ -89,12 +91,14 @@ def run_many(
     progress: Callable[[str, int], None] | None = None,
     runner: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run several experiments (a param applies to every experiment declaring it); one failing experiment
-    becomes an entry with an "error" instead of stopping the others."""
-    from workers.errors import LabError
+    """Run several experiments (a param applies to every experiment declaring it).
 
+    Results gathered so far are never lost: a failing experiment becomes an entry with an "error" (a
+    LabError's message, or the type and message of anything unexpected) and the others still run; on
+    Ctrl-C the experiments not run yet become entries saying so.
+    """
     check_params(names, params)
-    results = []
+    results: list[dict[str, Any]] = []
     for i, name in enumerate(names):
         if progress is not None:
             progress(name, i)
@@ -102,6 +106,17 @@ def run_many(
         mine = {k: v for k, v in params.items() if k in exp.params}
         try:
             results.append((runner or (lambda n, p: run(n, p, settings)))(name, mine))
-        except LabError as exc:
-            results.append({"name": name, "section": exp.section, "error": str(exc), "events": [], "claims": []})
+        except KeyboardInterrupt:
+            results.extend(_failed(get(n).name, get(n).section, "interrupted before it ran") for n in names[i:])
+            results[i]["error"] = "interrupted while running"
+            break
+        except Exception as exc:  # noqa: BLE001 - one experiment's failure must not lose the others' results
+            from workers.errors import LabError
+
+            why = str(exc) if isinstance(exc, LabError) else f"{type(exc).__name__}: {exc}"
+            results.append(_failed(name, exp.section, why))
     return results
+
+
+def _failed(name: str, section: str, error: str) -> dict[str, Any]:
+    return {"name": name, "section": section, "error": error, "events": [], "claims": []}

@@ -9,21 +9,23 @@ an RQ job returns.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
 import os
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import psutil
 
 from workers.errors import ConfigError
+from workers.lab.verdicts import VERDICTS, Claim, Scope, Verdict
 from workers.settings import Settings, machine_facts
 
-Verdict = Literal["holds", "wrong", "outdated", "not-measured"]
-VERDICTS: tuple[str, ...] = ("holds", "wrong", "outdated", "not-measured")
+__all__ = ["VERDICTS", "Claim", "Verdict"]
+
 ParamValue = int | float | str | bool
 
 
@@ -36,7 +38,7 @@ class Report:
     start_method: str
     events: list[str] = field(default_factory=list)
     measurements: dict[str, Any] = field(default_factory=dict)
-    claims: list[dict[str, str]] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
     t0: float = field(default_factory=time.perf_counter)
 
     def event(self, text: str) -> None:
@@ -46,12 +48,24 @@ class Report:
     def measure(self, key: str, value: Any) -> None:
         self.measurements[key] = value
 
-    def claim(self, claim: str, verdict: Verdict, evidence: str, section: str | None = None) -> None:
-        """Record the verdict on one of the chapter's claims and the observation behind it."""
+    def claim(
+        self, claim: str, verdict: Verdict, evidence: str, section: str | None = None, scope: Scope = "chapter"
+    ) -> None:
+        """Record the verdict on one of the chapter's claims (or, scope 'edge', on a case beyond its setup)."""
         assert verdict in VERDICTS, verdict
         self.claims.append(
-            {"claim": claim, "section": section or self.section, "verdict": verdict, "evidence": evidence}
+            {
+                "claim": claim,
+                "section": section or self.section,
+                "verdict": verdict,
+                "evidence": evidence,
+                "scope": scope,
+            }
         )
+
+    def edge(self, claim: str, verdict: Verdict, evidence: str, section: str | None = None) -> None:
+        """A verdict on a case the chapter's own code does not use (labelled, never against the chapter)."""
+        self.claim(claim, verdict, evidence, section, scope="edge")
 
     def result(self, params: dict[str, ParamValue]) -> dict[str, Any]:
         return {
@@ -116,20 +130,45 @@ class Experiment:
     param_help: dict[str, str] = field(default_factory=dict)
     runs_in_node: bool = True
     node_note: str = ""
+    limits: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def parse_params(self, given: dict[str, str | ParamValue]) -> dict[str, ParamValue]:
-        """Defaults overridden by `given`, each coerced to its default's type; ConfigError otherwise."""
+        """Defaults overridden by `given`, each coerced to its default's type and range; ConfigError otherwise."""
         out = dict(self.params)
         for key, raw in given.items():
             if key not in self.params:
                 known = ", ".join(sorted(self.params)) or "none"
                 raise ConfigError(f"experiment {self.name!r} has no parameter {key!r} (parameters: {known})")
-            out[key] = coerce(key, raw, self.params[key])
+            out[key] = coerce(key, raw, self.params[key], self.limits.get(key))
         return out
 
+    def describe_param(self, key: str) -> str:
+        """'key=default (lo..hi): help' for `lab list` and `lab show`."""
+        lo_hi = self.limits.get(key)
+        where = f" ({fmt_number(lo_hi[0])}..{fmt_number(lo_hi[1])})" if lo_hi else ""
+        return f"{key}={self.params[key]}{where}" + (f": {self.param_help[key]}" if key in self.param_help else "")
 
-def coerce(key: str, raw: str | ParamValue, default: ParamValue) -> ParamValue:
-    """Turn a `key=value` string into the type of the parameter's default."""
+
+def fmt_number(x: float) -> str:
+    return f"{int(x)}" if float(x).is_integer() else f"{x:g}"
+
+
+def coerce(
+    key: str, raw: str | ParamValue, default: ParamValue, limits: tuple[float, float] | None = None
+) -> ParamValue:
+    """Turn a `key=value` string into the type of the parameter's default, within its limits."""
+    value = _typed(key, raw, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if not math.isfinite(value):
+        raise ConfigError(f"parameter {key}={raw!r}: must be a finite number")
+    lo, hi = limits if limits is not None else (0, math.inf)
+    if not lo <= value <= hi:
+        raise ConfigError(f"parameter {key}={raw!r}: must be between {fmt_number(lo)} and {fmt_number(hi)}")
+    return value
+
+
+def _typed(key: str, raw: str | ParamValue, default: ParamValue) -> ParamValue:
     if not isinstance(raw, str):
         if isinstance(default, float) and isinstance(raw, int | float) and not isinstance(raw, bool):
             return float(raw)
@@ -151,8 +190,6 @@ def coerce(key: str, raw: str | ParamValue, default: ParamValue) -> ParamValue:
             return raw
     except ValueError:
         raise ConfigError(f"parameter {key}={raw!r}: expected {type(default).__name__}") from None
-    if isinstance(value, int | float) and value < 0:
-        raise ConfigError(f"parameter {key}={raw!r}: must be >= 0")
     return value
 
 
@@ -289,12 +326,21 @@ def experiment(
     param_help: dict[str, str] | None = None,
     runs_in_node: bool = True,
     node_note: str = "",
+    limits: dict[str, tuple[float, float]] | None = None,
 ) -> Callable[[RunFn], RunFn]:
-    """Register a run function as the experiment `name` for chapter section `section`."""
+    """Register a run function as the experiment `name` for chapter section `section`.
+
+    Every numeric parameter needs its (lo, hi) in `limits`: a parameter without a finite range could
+    ask for hours of work or more memory than the machine has.
+    """
 
     def register(fn: RunFn) -> RunFn:
         if name in REGISTRY:
             raise ValueError(f"experiment {name!r} registered twice")
+        for key, default in (params or {}).items():
+            numeric = isinstance(default, int | float) and not isinstance(default, bool)
+            if numeric and (key not in (limits or {}) or not all(map(math.isfinite, (limits or {})[key]))):
+                raise ValueError(f"experiment {name!r}: numeric parameter {key!r} has no finite limits")
         REGISTRY[name] = Experiment(
             name,
             section,
@@ -304,6 +350,7 @@ def experiment(
             dict(param_help or {}),
             runs_in_node,
             node_note,
+            dict(limits or {}),
         )
         return fn
 

@@ -35,6 +35,7 @@ def _fork_child_report(wfd: int, returned: int, buf: bytearray | None) -> None:
     "5.1",
     "os.fork: return values in parent and child, copy-on-write isolation, waitpid (refused without fork)",
     params={"mb": 64, "repeats": 5},
+    limits={"mb": (0, 1024), "repeats": (1, 50)},
     param_help={"mb": "MiB the parent holds when it forks (copy-on-write)", "repeats": "forks timed"},
 )
 def fork(lab: Lab) -> None:
@@ -188,6 +189,7 @@ ARG_CASES: list[tuple[str, bool, tuple[Any, ...], dict[str, Any]]] = [
     "5.2",
     "start/join(timeout)/terminate/kill/is_alive/exitcode/name/pid, run vs start, args/kwargs errors",
     params={"join_timeout": 0.2},
+    limits={"join_timeout": (0.01, 10)},
     param_help={"join_timeout": "seconds join(timeout) waits on a sleeping child"},
 )
 def process_api(lab: Lab) -> None:

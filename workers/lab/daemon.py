@@ -90,6 +90,7 @@ def _daemon_parent(conn: Any, dconn: Any, nconn: Any, method: str, normal_s: flo
     "4.3",
     "a daemonic child is terminated when its parent exits, and cannot have children of its own",
     params={"normal_s": 0.3},
+    limits={"normal_s": (0, 10)},
     param_help={"normal_s": "seconds the parent's non-daemonic child runs"},
 )
 def daemon(lab: Lab) -> None:

@@ -27,6 +27,7 @@ def _report_identity(queue: Any, index: int) -> None:
     "3.2",
     "pid/ppid of the parent and its children (os.getpid, os.getppid)",
     params={"children": 3},
+    limits={"children": (1, 64)},
     param_help={"children": "how many children to start"},
 )
 def identity(lab: Lab) -> None:
@@ -140,6 +141,7 @@ def _exit_now() -> None:
     "3.3.1",
     "process states seen by psutil: running (ready or on CPU), sleeping (blocked), stopped, zombie",
     params={"spin_s": 0.6, "busy": 0},
+    limits={"spin_s": (0.05, 10), "busy": (0, 64)},
     param_help={"spin_s": "seconds the CPU-bound children spin", "busy": "CPU-bound children (0: cores+1)"},
 )
 def states(lab: Lab) -> None:
@@ -274,6 +276,7 @@ def _child_cpu(handle: psutil.Process) -> float:
     "3.3.2",
     "FCFS/SJF/RR/MFQ simulated on a job mix (avg waiting/turnaround), and RQ's high/default/low as a MLQ",
     params={"quantum": 2, "switch_cost": 0, "shorts": 8},
+    limits={"quantum": (1, 20), "switch_cost": (0, 10), "shorts": (1, 50)},
     param_help={
         "quantum": "RR time slice (units)",
         "switch_cost": "units lost per RR context switch",

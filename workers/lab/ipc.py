@@ -28,6 +28,7 @@ def _decrement(results: Any, shared: Any) -> None:
     "6.1",
     "ten children decrement a global: each changes its own copy, the parent still sees 100",
     params={"children": 10},
+    limits={"children": (1, 64)},
     param_help={"children": "children that decrement the global"},
 )
 def isolation(lab: Lab) -> None:
@@ -130,6 +131,7 @@ def _run_scheme(
     "6.2",
     "Queue producer/consumer with sentinels and a worker group: is every item consumed exactly once?",
     params={"items": 4, "tasks": 10, "workers": 3, "task_ms": 20},
+    limits={"items": (1, 1000), "tasks": (1, 1000), "workers": (1, 32), "task_ms": (0, 1000)},
     param_help={
         "items": "items per producer (the second producer makes twice as many)",
         "tasks": "tasks for the worker group",

@@ -46,6 +46,7 @@ def _kind_of_fd(fd: int) -> str:
     "6.6",
     "the IPC table measured: Queue, SimpleQueue, Pipe, Value/Array, Manager, socket, Redis over TCP",
     params={"rtt_n": 300, "small_n": 3000, "big_n": 10, "repeats": 3, "redis": True},
+    limits={"rtt_n": (10, 100_000), "small_n": (10, 1_000_000), "big_n": (1, 1000), "repeats": (1, 20)},
     param_help={
         "rtt_n": "round trips per repetition",
         "small_n": "100-byte one-way messages per repetition",

@@ -120,6 +120,7 @@ def _writers(lab: Lab, count: int, size: int) -> dict[str, int]:
     "6.3",
     "Pipe one-way and duplex, message order, EOF on close, and two writers on one end",
     params={"writer_msgs": 200, "writer_kib": 128},
+    limits={"writer_msgs": (1, 10_000), "writer_kib": (1, 4096)},
     param_help={"writer_msgs": "messages each of the two writers sends", "writer_kib": "KiB per message"},
 )
 def pipe(lab: Lab) -> None:
@@ -191,6 +192,7 @@ def pipe(lab: Lab) -> None:
     "6.4",
     "Queue vs Pipe measured: round-trip latency, msgs/s for 100 B and 1 MiB messages",
     params={"rtt_n": 1000, "small_n": 20000, "big_n": 50, "repeats": 3},
+    limits={"rtt_n": (10, 100_000), "small_n": (10, 1_000_000), "big_n": (1, 1000), "repeats": (1, 20)},
     param_help={
         "rtt_n": "round trips per repetition",
         "small_n": "100-byte one-way messages per repetition",

@@ -101,6 +101,7 @@ def _subreaper_case(conn: Any, method: str, wait_s: float) -> None:
     "4.1",
     "a child whose parent dies is re-parented: to PID 1, or to the nearest subreaper; who reaps it",
     params={"wait_s": 5.0},
+    limits={"wait_s": (0.5, 60)},
     param_help={"wait_s": "seconds to wait for re-parenting and for the adopter to reap"},
 )
 def orphan(lab: Lab) -> None:
@@ -250,6 +251,7 @@ def _rss_of_zombie(pid: int) -> str:
     "4.2",
     "a finished child not yet waited for is a zombie; join() reaps it; a managed helper leaves none",
     params={"join_timeout": 0.3},
+    limits={"join_timeout": (0, 10)},
     param_help={"join_timeout": "seconds the managed helper waits before terminating stragglers"},
 )
 def zombie(lab: Lab) -> None:

@@ -180,6 +180,7 @@ def _guard_case(method: str, guarded: bool, timeout: float) -> dict[str, Any]:
     "5.4",
     "fork/spawn/forkserver start+join cost, why spawn/forkserver need the __main__ guard, the default",
     params={"repeats": 5},
+    limits={"repeats": (1, 50)},
     param_help={"repeats": "start+join repetitions per method (median reported)"},
 )
 def start_methods(lab: Lab) -> None:

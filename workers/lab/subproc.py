@@ -58,6 +58,7 @@ def _stream(code: str) -> list[tuple[str, float]]:
     "7.2",
     "run (capture/input/check/timeout), Popen streaming and stdin, missing program, killing a process tree",
     params={"timeout_s": 1.0},
+    limits={"timeout_s": (0.1, 10)},
     param_help={"timeout_s": "timeout given to the long-running child"},
 )
 def subprocess_exp(lab: Lab) -> None:

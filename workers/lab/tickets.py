@@ -15,9 +15,8 @@ from workers.tickets import engine
     "6.5",
     "the chapter's ticket sale without and with a Lock (see `mplab tickets local`)",
     params={"stock": 5, "buyers": 7, "window": 0.1},
+    limits={"stock": (1, 100), "buyers": (1, 64), "window": (0, 2)},
     param_help={"stock": "tickets", "buyers": "buyer processes", "window": "seconds between read and write"},
-    runs_in_node=False,
-    node_note="the ticket sale has its own node mode: `mplab tickets submit`",
 )
 def lock(lab: Lab) -> None:
     rep = lab.report
