@@ -5,13 +5,16 @@ of the RQ queue names and is used only by `mlq`). Algorithms:
 
 - `fcfs`: first come, first served (non-preemptive).
 - `sjf`: shortest job first, non-preemptive (the shortest *arrived* job runs to completion).
-- `rr`: round robin with a quantum; a switch between two different jobs costs `switch_cost` units.
+- `rr`: round robin with a quantum.
 - `mfq`: multilevel feedback queue: new jobs enter level 0; a job that uses its whole quantum drops a
-  level (quanta 2, 4, then FCFS at the bottom); the highest non-empty level runs next (a running slice
-  is not interrupted by arrivals).
+  level (quanta q, 2q, then FCFS at the bottom, q being RR's quantum in `simulate`); the highest
+  non-empty level runs next (a running slice is not interrupted by arrivals).
 - `mlq`: a multilevel queue with static priorities, non-preemptive, FIFO per level and no feedback:
   exactly what an RQ worker listening on `high, default, low` does (it always dequeues from the first
   non-empty queue, runs the job to completion, and never moves a job between queues).
+
+Every algorithm pays the same `switch_cost` units each time the CPU goes from one job to another, so
+that no algorithm is charged for switching while another is not.
 
 Waiting = turnaround - burst; turnaround = completion - arrival; response = first run - arrival.
 """
@@ -57,19 +60,19 @@ def _check(jobs: Sequence[Job]) -> list[Job]:
     return sorted(jobs, key=lambda j: (j["arrival"], names.index(j["name"])))
 
 
-def fcfs(jobs: Sequence[Job]) -> list[Segment]:
+def fcfs(jobs: Sequence[Job], switch_cost: int = 0) -> list[Segment]:
     """First come, first served."""
-    t, out = 0, []
+    t, out = 0, list[Segment]()
     for job in _check(jobs):
-        t = max(t, job["arrival"])
+        t = max(t, job["arrival"]) + (switch_cost if out else 0)
         out.append((job["name"], t, t + job["burst"]))
         t += job["burst"]
     return out
 
 
-def _non_preemptive(jobs: Sequence[Job], key: Callable[[Job], Any]) -> list[Segment]:
+def _non_preemptive(jobs: Sequence[Job], key: Callable[[Job], Any], switch_cost: int = 0) -> list[Segment]:
     pending = _check(jobs)
-    t, out = 0, []
+    t, out = 0, list[Segment]()
     while pending:
         ready = [j for j in pending if j["arrival"] <= t]
         if not ready:
@@ -77,19 +80,20 @@ def _non_preemptive(jobs: Sequence[Job], key: Callable[[Job], Any]) -> list[Segm
             continue
         job = min(ready, key=key)
         pending.remove(job)
+        t += switch_cost if out else 0
         out.append((job["name"], t, t + job["burst"]))
         t += job["burst"]
     return out
 
 
-def sjf(jobs: Sequence[Job]) -> list[Segment]:
+def sjf(jobs: Sequence[Job], switch_cost: int = 0) -> list[Segment]:
     """Shortest job first, non-preemptive; ties by arrival."""
-    return _non_preemptive(jobs, key=lambda j: (j["burst"], j["arrival"]))
+    return _non_preemptive(jobs, lambda j: (j["burst"], j["arrival"]), switch_cost)
 
 
-def mlq(jobs: Sequence[Job]) -> list[Segment]:
+def mlq(jobs: Sequence[Job], switch_cost: int = 0) -> list[Segment]:
     """Static-priority multilevel queue, non-preemptive: RQ's `high, default, low`."""
-    return _non_preemptive(jobs, key=lambda j: (PRIORITIES.index(j.get("priority", "default")), j["arrival"]))
+    return _non_preemptive(jobs, lambda j: (PRIORITIES.index(j.get("priority", "default")), j["arrival"]), switch_cost)
 
 
 def rr(jobs: Sequence[Job], quantum: int = 2, switch_cost: int = 0) -> list[Segment]:
@@ -124,12 +128,12 @@ def rr(jobs: Sequence[Job], quantum: int = 2, switch_cost: int = 0) -> list[Segm
     return out
 
 
-def mfq(jobs: Sequence[Job], quanta: Sequence[int] = (2, 4)) -> list[Segment]:
+def mfq(jobs: Sequence[Job], quanta: Sequence[int] = (2, 4), switch_cost: int = 0) -> list[Segment]:
     """Multilevel feedback queue: levels with the given quanta, then an FCFS bottom level."""
     pending = deque(_check(jobs))
     left = {j["name"]: j["burst"] for j in pending}
     levels: list[deque[str]] = [deque() for _ in range(len(quanta) + 1)]
-    t, out = 0, []
+    t, out, last = 0, [], ""
 
     def admit(until: int) -> None:
         while pending and pending[0]["arrival"] <= until:
@@ -142,10 +146,13 @@ def mfq(jobs: Sequence[Job], quanta: Sequence[int] = (2, 4)) -> list[Segment]:
             t = pending[0]["arrival"]
             continue
         name = levels[level].popleft()
+        if last and last != name:
+            t += switch_cost
         run = left[name] if level == len(quanta) else min(quanta[level], left[name])
         out.append((name, t, t + run))
         t += run
         left[name] -= run
+        last = name
         admit(t)
         if left[name]:
             levels[min(level + 1, len(quanta))].append(name)
@@ -188,16 +195,17 @@ def simulate(
     jobs: Sequence[Job] | None = None,
     quantum: int = 2,
     switch_cost: int = 0,
-    mfq_quanta: Sequence[int] = (2, 4),
+    mfq_quanta: Sequence[int] | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run every algorithm on the same mix; {algorithm: metrics}."""
+    """Run every algorithm on the same mix, each paying `switch_cost`; MFQ's quanta default to (q, 2q)."""
     mix = list(jobs if jobs is not None else DEFAULT_MIX)
+    quanta = tuple(mfq_quanta) if mfq_quanta is not None else (quantum, 2 * quantum)
     schedules = {
-        "FCFS": fcfs(mix),
-        "SJF": sjf(mix),
+        "FCFS": fcfs(mix, switch_cost),
+        "SJF": sjf(mix, switch_cost),
         f"RR(q={quantum})": rr(mix, quantum, switch_cost),
-        "MFQ": mfq(mix, mfq_quanta),
-        "MLQ(rq)": mlq(mix),
+        "MFQ": mfq(mix, quanta, switch_cost),
+        "MLQ(rq)": mlq(mix, switch_cost),
     }
     return {alg: metrics(mix, seg) for alg, seg in schedules.items()}
 

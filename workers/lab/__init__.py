@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["all_experiments", "get", "run", "run_many", "MODULES"]
 
 MODULES: tuple[str, ...] = (
-    "identity", "special", "daemon", "creation", "startup",
+    "identity", "special", "zombies", "daemon", "creation", "startup",
     "ipc", "pipes", "ipc_table", "tickets", "pool", "subproc",
 )  # fmt: skip
 """Modules under workers.lab that declare experiments (imported on first use)."""

@@ -95,11 +95,14 @@ def fork(lab: Lab) -> None:
         f"parent got {pid}, child got {got.get('returned')} (child pid {got.get('pid')})",
         "5.1.1",
     )
+    got0 = got.get("returned") == 0
     rep.claim(
         "in the child, fork() returns the parent's PID, 'fixed as 0' (5.1.1's wording)",
-        "holds" if got.get("returned") == os.getpid() else "wrong",
-        f"the child got 0, not the parent's PID ({os.getpid()}); it finds its parent with os.getppid() = "
-        f"{got.get('ppid')}",
+        "wrong" if got0 else "holds" if got.get("returned") == os.getpid() else "wrong",
+        f"the child got 0, not the parent's PID ({os.getpid()}): 0 only says 'you are the child'; it finds its "
+        f"parent with os.getppid() = {got.get('ppid')}"
+        if got0
+        else f"the child got {got.get('returned')} (parent pid {os.getpid()})",
         "5.1.1",
     )
     rep.claim(
@@ -249,11 +252,22 @@ def process_api(lab: Lab) -> None:
         f"join({timeout}) returned after {waited * 1000:.0f} ms with the child still alive",
         "5.2.2",
     )
+    ended = term_code == -signal.SIGTERM
     rep.claim(
         "terminate() forcibly ends the child",
+        "holds" if ended else "wrong",
+        f"a child sleeping in its task was ended by terminate() (SIGTERM): exitcode {term_code}"
+        if ended
+        else f"after terminate() the sleeping child's exitcode was {term_code}, not -{int(signal.SIGTERM)}",
+        "5.2.2",
+    )
+    rep.edge(
+        "terminate() also ends a child that ignores SIGTERM",
         "wrong" if survived else "holds",
-        f"terminate() sends SIGTERM, which a child can ignore: it was alive 0.3 s later; kill() (SIGKILL, "
-        f"Python 3.7+: {hasattr(p, 'kill')}) ended it with exitcode {s.exitcode}",
+        f"a child with SIGTERM set to SIG_IGN was still alive 0.3 s after terminate(); kill() (SIGKILL, cannot be "
+        f"ignored) ended it with exitcode {s.exitcode}"
+        if survived
+        else f"the child that ignores SIGTERM was gone 0.3 s after terminate() (exitcode {s.exitcode})",
         "5.2.2",
     )
     rep.claim(

@@ -181,7 +181,14 @@ def _pool(ctx: Any, batches: int, width: int, n: int) -> None:
     "7.1.3",
     "Pool vs one Process per task: many small batches, one heavy batch, and where they cross",
     params={"batches": 20, "width": 10, "small_n": 10_000, "heavy_n": 100_000, "repeats": 3, "sweep_max": 8},
-    limits={"batches": (1, 200), "width": (1, 32), "small_n": (1, 1_000_000), "heavy_n": (1, 10_000_000), "repeats": (1, 20), "sweep_max": (1, 256)},
+    limits={
+        "batches": (1, 200),
+        "width": (1, 32),
+        "small_n": (1, 1_000_000),
+        "heavy_n": (1, 10_000_000),
+        "repeats": (1, 20),
+        "sweep_max": (1, 256),
+    },
     param_help={
         "batches": "batches in the 'many small batches' regime (chapter: 100)",
         "width": "processes per batch and Pool size (chapter: 10)",

@@ -23,6 +23,9 @@ WAIT_TIMEOUT = defaults.JOB_TIMEOUT + 60
 POLL_S = 1
 """Seconds of one blocking read for the result (below redis-py's 5 s socket timeout)."""
 
+NODE_GONE_S = 2 * defaults.STALE_AFTER
+"""Seconds without any live node after which the wait for a result gives up."""
+
 Runner = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
@@ -36,7 +39,9 @@ def check_runs_in_node(name: str) -> None:
 
 
 @contextlib.contextmanager
-def remote_runner(settings: Settings, timeout: float = WAIT_TIMEOUT) -> Iterator[Runner]:
+def remote_runner(
+    settings: Settings, timeout: float = WAIT_TIMEOUT, node_gone_s: float = NODE_GONE_S
+) -> Iterator[Runner]:
     """A function that runs one experiment on a worker node and returns its result dict; one connection."""
     import redis
     from rq import Queue
@@ -60,7 +65,7 @@ def remote_runner(settings: Settings, timeout: float = WAIT_TIMEOUT) -> Iterator
                 check_runs_in_node(name)
                 lab.get(name).parse_params(params)  # bad params fail here (exit 2), not on the node
                 try:
-                    result: dict[str, Any] = _submit_and_wait(queue, settings, name, params, timeout)
+                    result: dict[str, Any] = _submit_and_wait(queue, settings, name, params, timeout, node_gone_s)
                     return result
                 except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
                     raise RedisUnavailable(f"lost Redis at {where} while running {name!r}: {exc}") from None
@@ -70,7 +75,9 @@ def remote_runner(settings: Settings, timeout: float = WAIT_TIMEOUT) -> Iterator
             conn.close()
 
 
-def _submit_and_wait(queue: Any, settings: Settings, name: str, params: dict[str, Any], timeout: float) -> Any:
+def _submit_and_wait(
+    queue: Any, settings: Settings, name: str, params: dict[str, Any], timeout: float, node_gone_s: float
+) -> Any:
     from workers.lab.jobs import run_experiment
 
     job = queue.enqueue(
@@ -82,7 +89,7 @@ def _submit_and_wait(queue: Any, settings: Settings, name: str, params: dict[str
         result_ttl=defaults.RESULT_TTL,
     )
     try:
-        value: dict[str, Any] = _wait(job, timeout)
+        value: dict[str, Any] = _wait(job, timeout, node_gone_s)
     except BaseException:
         with contextlib.suppress(Exception):  # nobody will read it: do not leave it for a node
             if job.get_status(refresh=True) == "queued":
@@ -92,14 +99,21 @@ def _submit_and_wait(queue: Any, settings: Settings, name: str, params: dict[str
     return value
 
 
-def _wait(job: Any, timeout: float) -> dict[str, Any]:
-    """The job's return value; LabError if it failed or no result came within `timeout` seconds."""
+def _wait(job: Any, timeout: float, node_gone_s: float) -> dict[str, Any]:
+    """The job's return value; LabError if it failed, every node went away, or `timeout` passed."""
     from rq.results import Result
 
+    from workers.heartbeat import read_nodes
+
     deadline = time.monotonic() + timeout
+    last_live = time.monotonic()
     while time.monotonic() < deadline:
         result = job.latest_result(timeout=POLL_S)
         if result is None:
+            if [n for n in read_nodes(job.connection) if not n["stale"]]:
+                last_live = time.monotonic()
+            elif time.monotonic() - last_live > node_gone_s:
+                raise LabError(f"every worker node went silent while job {job.id} ({job.func_name}) waited")
             continue
         if result.type != Result.Type.SUCCESSFUL:
             last = (result.exc_string or "").strip().splitlines()

@@ -1,0 +1,88 @@
+"""`mplab lab run --via rq` against real worker nodes: long experiments, terminate() on a node, lost nodes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import redis
+from rq.registry import StartedJobRegistry
+from typer.testing import CliRunner
+
+import workers.lab as lab
+from cli.main import app as root
+from tests.conftest import Nodes
+from workers.lab.remote import remote_runner
+from workers.settings import Settings
+
+runner = CliRunner()
+
+
+def _via_rq(url: str, *args: str) -> dict:  # type: ignore[type-arg]
+    res = runner.invoke(root, ["--redis-url", url, "lab", "run", *args, "--via", "rq", "--json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(180)
+def test_node_runs_long_experiments_and_terminate_works(nodes: Nodes, redis_url: str) -> None:
+    nodes.start("lab-a", pool=1)
+    # longer than redis-py's 5 s socket timeout, which used to kill the wait for the result
+    states = _via_rq(redis_url, "states", "-p", "spin_s=6", "-p", "busy=1")
+    assert states["ran_on"]["node"] == "lab-a" and states["elapsed_s"] > 5
+    api = _via_rq(redis_url, "process-api")
+    # the child inherited the slot's RQ warm-stop SIGTERM handler: terminate() did nothing for 30 s
+    assert api["measurements"]["exitcodes"]["terminate"] == -15
+    assert api["elapsed_s"] < 15, api["elapsed_s"]
+    verdicts = {c["claim"]: c["verdict"] for c in api["claims"]}
+    assert verdicts["terminate() forcibly ends the child"] == "holds"
+    lock = _via_rq(redis_url, "lock")  # used to be skipped silently by `run all --via rq`
+    assert [c["verdict"] for c in lock["claims"]] == ["holds", "holds"]
+
+
+def _kill_tree(pid: int) -> None:
+    proc = psutil.Process(pid)
+    for p in [*proc.children(recursive=True), proc]:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_node_killed_mid_run_keeps_earlier_results(nodes: Nodes, redis_url: str, tmp_path: Path) -> None:
+    node = nodes.start("lab-b", pool=1)
+    client = redis.Redis.from_url(redis_url)
+    settings = Settings(redis_url=redis_url, state_dir=tmp_path)
+
+    def killer() -> None:
+        deadline = time.monotonic() + 60
+        started = StartedJobRegistry("default", connection=client)
+        while time.monotonic() < deadline:  # kill the node once it runs the long experiment
+            ids = started.get_job_ids()
+            if any(b"states" in (client.hget(f"rq:job:{i}", "description") or b"") for i in ids):
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)
+        _kill_tree(node.pid)
+        client.delete("mplab:node:lab-b")  # its heartbeat would go stale in 6 s: no need to wait for it
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    try:
+        with remote_runner(settings, timeout=60, node_gone_s=1) as run:
+            results = lab.run_many(["identity", "states"], {"spin_s": 8, "busy": 1}, settings, runner=run)
+    finally:
+        thread.join()
+        node.wait(10)
+        client.close()
+    assert "error" not in results[0] and results[0]["claims"], results[0]
+    assert "went silent" in results[1]["error"], results[1]
