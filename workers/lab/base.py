@@ -49,19 +49,27 @@ class Report:
         self.measurements[key] = value
 
     def claim(
-        self, claim: str, verdict: Verdict, evidence: str, section: str | None = None, scope: Scope = "chapter"
+        self,
+        claim: str,
+        verdict: Verdict,
+        evidence: str,
+        section: str | None = None,
+        scope: Scope = "chapter",
+        speed: bool = False,
     ) -> None:
-        """Record the verdict on one of the chapter's claims (or, scope 'edge', on a case beyond its setup)."""
+        """Record the verdict on one of the chapter's claims (or, scope 'edge', on a case beyond its setup);
+        `speed` marks a verdict decided by timings (which may legitimately be too close to call)."""
         assert verdict in VERDICTS, verdict
-        self.claims.append(
-            {
-                "claim": claim,
-                "section": section or self.section,
-                "verdict": verdict,
-                "evidence": evidence,
-                "scope": scope,
-            }
-        )
+        record: Claim = {
+            "claim": claim,
+            "section": section or self.section,
+            "verdict": verdict,
+            "evidence": evidence,
+            "scope": scope,
+        }
+        if speed:
+            record["speed"] = True
+        self.claims.append(record)
 
     def edge(self, claim: str, verdict: Verdict, evidence: str, section: str | None = None) -> None:
         """A verdict on a case the chapter's own code does not use (labelled, never against the chapter)."""

@@ -65,7 +65,7 @@ def _producer(q: Any, producer_id: int, count: int, delay: float) -> None:
     q.put(f"END-{producer_id}")
 
 
-def _chapter_consumer(q: Any, out: Any, consumer_id: int) -> None:
+def _chapter_consumer(q: Any, out: Any, consumer_id: int, delay: float = 0.0) -> None:
     """The chapter's consumer: stop at the first END, putting it back for the others."""
     consumed = []
     while True:
@@ -74,6 +74,7 @@ def _chapter_consumer(q: Any, out: Any, consumer_id: int) -> None:
             q.put(item)
             break
         consumed.append(item)
+        time.sleep(delay)
     out.put((consumer_id, consumed))
 
 
@@ -97,13 +98,14 @@ def _worker(tasks: Any, results: Any, task_s: float) -> None:
 
 
 def _run_scheme(
-    lab: Lab, consumer: Any, counts: list[int], delay: float
+    lab: Lab, consumer: Any, counts: list[int], delay: float, consumer_delay: float = 0.0
 ) -> tuple[list[str], dict[int, list[str]], list[str]]:
     """Producers with `counts` items, 2 consumers; returns (produced, consumed by consumer, left over)."""
     ctx = lab.ctx()
     q, out = ctx.Queue(maxsize=10), ctx.Queue()
     producers = [ctx.Process(target=_producer, args=(q, i + 1, n, delay)) for i, n in enumerate(counts)]
-    consumers = [ctx.Process(target=consumer, args=(q, out, i + 1)) for i in range(2)]
+    extra = (consumer_delay,) if consumer is _chapter_consumer else ()
+    consumers = [ctx.Process(target=consumer, args=(q, out, i + 1, *extra)) for i in range(2)]
     leftover: list[str] = []
     with reaped(*producers, *consumers):
         for p in [*producers, *consumers]:
@@ -130,10 +132,10 @@ def _run_scheme(
     "queue",
     "6.2",
     "Queue producer/consumer with sentinels and a worker group: is every item consumed exactly once?",
-    params={"items": 4, "tasks": 10, "workers": 3, "task_ms": 20},
+    params={"items": 3, "tasks": 10, "workers": 3, "task_ms": 20},
     limits={"items": (1, 1000), "tasks": (1, 1000), "workers": (1, 32), "task_ms": (0, 1000)},
     param_help={
-        "items": "items per producer (the second producer makes twice as many)",
+        "items": "items per producer (chapter: 3; the edge case gives the second producer twice as many)",
         "tasks": "tasks for the worker group",
         "workers": "worker processes",
         "task_ms": "milliseconds each task takes",
@@ -142,13 +144,22 @@ def _run_scheme(
 def queue_exp(lab: Lab) -> None:
     rep, ctx = lab.report, lab.ctx()
     n = int(lab.p("items"))
-    counts, delay = [n, 2 * n], 0.01
-    produced, got, lost = _run_scheme(lab, _chapter_consumer, counts, delay)
+    # the chapter's timing scaled by 1/10: producers put every 0.5 s -> 0.05 s, consumers take 0.3 s -> 0.03 s
+    counts, delay = [n, n], 0.05
+    produced, got, lost = _run_scheme(lab, _chapter_consumer, counts, delay, consumer_delay=0.03)
     eaten = [x for items in got.values() for x in items]
     rep.event(
-        f"chapter's scheme (END-<id> per producer, put back): producers made {counts}; consumers took "
+        f"chapter's setup (2 producers x {n}, END-<id> per producer, put back): consumers took "
         f"{ {k: len(v) for k, v in got.items()} }; {len(lost)} item(s) never consumed"
     )
+    uneven = [n, 2 * n]
+    produced_u, got_u, lost_u = _run_scheme(lab, _chapter_consumer, uneven, 0.01)
+    eaten_u = [x for items in got_u.values() for x in items]
+    rep.event(
+        f"same scheme, producers of {uneven} items: consumers took {len(eaten_u)} of {len(produced_u)}; "
+        f"{len(lost_u)} never consumed"
+    )
+    counts = uneven
     produced2, got2, lost2 = _run_scheme(lab, _consumer, counts, delay)
     eaten2 = Counter(x for items in got2.values() for x in items)
     exactly_once = eaten2 == Counter(produced2) and not lost2
@@ -197,16 +208,25 @@ def queue_exp(lab: Lab) -> None:
     rep.claim(
         "the chapter's END-per-producer sentinels (put back for the others) end consumers after all items",
         "wrong" if lost else "holds",
-        f"with producers of {counts} items, consumers stopped at the first END: {len(lost)} of "
-        f"{len(produced)} "
-        "items were never consumed"
+        f"in the chapter's setup ({n}+{n} items) consumers stopped at the first END with {len(lost)} of "
+        f"{len(produced)} items never consumed"
         if lost
-        else f"this run lost nothing ({len(eaten)} of {len(produced)} consumed), but consumers stop at "
-        "the first producer's END, so a slower producer's items can be left behind",
+        else f"the chapter's setup ({n}+{n} items, its timing scaled by 1/10): {len(eaten)} of {len(produced)} "
+        "consumed, none left",
         "6.2.1",
     )
-    rep.claim(
-        "with one sentinel per consumer, sent after the producers finished, every item is consumed exactly once",
+    rep.edge(
+        "the END-per-producer sentinels also work when one producer makes more items than the other",
+        "wrong" if lost_u else "holds",
+        f"producers of {uneven} items: consumers stop at the first END (put back for the others), so "
+        f"{len(lost_u)} of {len(produced_u)} items of the longer producer were never consumed"
+        if lost_u
+        else f"producers of {uneven} items: all {len(eaten_u)} consumed this run (a consumer still stops at the "
+        "first END, so the longer producer's late items can be left behind)",
+        "6.2.1",
+    )
+    rep.edge(
+        "the fix: one sentinel per consumer, sent after the producers finished, consumes every item exactly once",
         "holds" if exactly_once else "wrong",
         f"{sum(eaten2.values())} consumed of {len(produced2)} produced, duplicates "
         f"{sum(c - 1 for c in eaten2.values() if c > 1)}, left over {len(lost2)}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import socket
@@ -15,6 +16,7 @@ import psutil
 from workers.errors import LabError
 from workers.lab.base import Lab, experiment, median
 from workers.lab.ipc_bench import KINDS, echo_check, measure
+from workers.lab.verdicts import Verdict, combined, interleaved, speed_table, speed_verdict, spread
 
 CHAPTER: dict[str, str] = {
     "queue": "中 (medium)",
@@ -45,13 +47,13 @@ def _kind_of_fd(fd: int) -> str:
     "ipc-table",
     "6.6",
     "the IPC table measured: Queue, SimpleQueue, Pipe, Value/Array, Manager, socket, Redis over TCP",
-    params={"rtt_n": 300, "small_n": 3000, "big_n": 10, "repeats": 3, "redis": True},
+    params={"rtt_n": 300, "small_n": 3000, "big_n": 10, "repeats": 5, "redis": True},
     limits={"rtt_n": (10, 100_000), "small_n": (10, 1_000_000), "big_n": (1, 1000), "repeats": (1, 20)},
     param_help={
         "rtt_n": "round trips per repetition",
         "small_n": "100-byte one-way messages per repetition",
         "big_n": "1 MiB one-way messages per repetition",
-        "repeats": "repetitions (median reported)",
+        "repeats": "rounds, every mechanism measured in turn (median and min-max reported)",
         "redis": "include the Redis-over-TCP row (embedded redis-server unless --redis-url)",
     },
 )
@@ -71,36 +73,51 @@ def ipc_table(lab: Lab) -> None:
     else:
         rows, net = _rows(lab, None), None
     rows.append(_lock_row(lab))
-    rep.measure("table", rows)
+    rep.measure("table", [{k: v for k, v in r.items() if k != "samples_s"} for r in rows])
+    rep.measure("samples_s", {r["kind"]: r["samples_s"] for r in rows if "samples_s" in r})
     rep.measure("method", lab.method)
     rep.measure("network_check", net)
     _verdicts(lab, {r["kind"]: r for r in rows}, net)
 
 
+MEASURES: dict[str, tuple[int, str, str]] = {
+    "round trip": (100, "rtt_n", "echo"),
+    "100 B one-way": (100, "small_n", "sink"),
+    "1 MiB one-way": (1 << 20, "big_n", "sink"),
+}
+"""Each measure: message size, the parameter giving the message count, and the child's mode."""
+
+
 def _rows(lab: Lab, url: str | None) -> list[dict[str, Any]]:
+    """Every mechanism measured in turn for each measure, `repeats` rounds; one row per mechanism."""
     rep, ctx = lab.report, lab.ctx()
     reps = max(1, int(lab.p("repeats")))
+    kinds = [k for k in KINDS if k != "redis" or url]
+    samples: dict[str, dict[str, list[float]]] = {k: {} for k in kinds}
+    for key, (size, count, mode) in MEASURES.items():
+        n = int(lab.p(count))
+        got = interleaved({k: functools.partial(measure, ctx, k, size, n, mode, url) for k in kinds}, reps)
+        for kind, values in got.items():
+            samples[kind][key] = values
     rows = []
-    for kind in KINDS:
-        if kind == "redis" and not url:
-            continue
-        t0 = time.perf_counter()
-        rtt = median([measure(ctx, kind, 100, int(lab.p("rtt_n")), "echo", url) for _ in range(reps)])
-        small = median([measure(ctx, kind, 100, int(lab.p("small_n")), "sink", url) for _ in range(reps)])
-        big = median([measure(ctx, kind, 1 << 20, int(lab.p("big_n")), "sink", url) for _ in range(reps)])
+    for kind in kinds:
+        s = samples[kind]
         rows.append(
             {
                 "kind": kind,
                 "mechanism": LABELS[kind],
                 "chapter_performance": CHAPTER.get(kind, "-"),
-                "rtt_us": round(rtt * 1e6, 1),
-                "msgs_per_s_100B": round(1 / small),
-                "MiB_per_s": round(1 / big, 1),
+                "rtt_us": round(median(s["round trip"]) * 1e6, 1),
+                "rtt_spread_us": spread(s["round trip"], 1e6),
+                "msgs_per_s_100B": round(1 / median(s["100 B one-way"])),
+                "MiB_per_s": round(1 / median(s["1 MiB one-way"]), 1),
+                "samples_s": s,
             }
         )
         rep.event(
-            f"{LABELS[kind]:30} round trip {rtt * 1e6:8.1f} µs | {1 / small:>10,.0f} msgs/s of 100 B | "
-            f"{1 / big:8,.1f} MiB/s ({time.perf_counter() - t0:.2f} s)"
+            f"{LABELS[kind]:30} round trip {spread(s['round trip'], 1e6)} µs | "
+            f"{1 / median(s['100 B one-way']):>10,.0f} msgs/s of 100 B | {1 / median(s['1 MiB one-way']):8,.1f} "
+            f"MiB/s (median (min-max) of {reps}, measured in turn with the others)"
         )
     return rows
 
@@ -126,26 +143,46 @@ def _lock_row(lab: Lab) -> dict[str, Any]:
 
 def _verdicts(lab: Lab, rows: dict[str, dict[str, Any]], net: dict[str, Any] | None) -> None:
     rep, ctx = lab.report, lab.ctx()
-    rtt = {k: r["rtt_us"] for k, r in rows.items() if k != "lock"}
+    samples = {k: r["samples_s"] for k, r in rows.items() if k != "lock"}
+    table = {"round trip": ("µs", 1e6, 1), "100 B one-way": ("µs", 1e6, 2), "1 MiB one-way": ("ms", 1e3, 2)}
+    per = [speed_verdict(samples["pipe"][m], samples["queue"][m]) for m in MEASURES]
+    verdict = combined(per)
     rep.claim(
         "Pipe performs better (高) than Queue (中)",
-        "holds" if rtt["pipe"] < rtt["queue"] else "wrong",
-        f"round trip Pipe {rtt['pipe']} µs vs Queue {rtt['queue']} µs; 1 MiB: {rows['pipe']['MiB_per_s']} vs "
-        f"{rows['queue']['MiB_per_s']} MiB/s (start method {lab.method})",
+        verdict,
+        _lead(verdict, "Pipe", "Queue")
+        + f" ({', '.join(f'{m}: {v}' for m, v in zip(MEASURES, per, strict=True))}): "
+        + speed_table({"Pipe": samples["pipe"], "Queue": samples["queue"]}, table),
+        speed=True,
     )
-    in_host = {k: v for k, v in rtt.items() if k not in ("manager", "redis")}
-    slowest = rtt["manager"] > max(in_host.values())
+    others = [k for k in samples if k not in ("manager", "redis")]
+    vs = {k: speed_verdict(samples[k]["round trip"], samples["manager"]["round trip"]) for k in others}
+    slowest: Verdict = "holds" if all(v == "holds" for v in vs.values()) else "wrong"
+    if slowest == "wrong" and "wrong" not in vs.values():
+        slowest = "too-close"
+    rtt = {k: spread(v["round trip"], 1e6) for k, v in samples.items()}
     rep.claim(
         "Manager is the slowest (低) way to share data in-host",
-        "holds" if slowest else "wrong",
-        f"Manager round trip {rtt['manager']} µs vs {', '.join(f'{k} {v}' for k, v in in_host.items())} µs "
-        f"(every access is a request to the manager's server process)",
+        slowest,
+        (
+            "every other in-host mechanism's median round trip beat Manager's best"
+            if slowest == "holds"
+            else f"{', '.join(k for k, v in vs.items() if v == 'wrong')} was clearly slower than Manager"
+            if slowest == "wrong"
+            else f"too close to call against {', '.join(k for k, v in vs.items() if v != 'holds')}"
+        )
+        + f": round trip (µs) Manager {rtt['manager']}, "
+        + ", ".join(f"{k} {rtt[k]}" for k in others)
+        + " (every Manager access is a request to its server process)",
+        speed=True,
     )
+    sock = speed_verdict(samples["socket"]["round trip"], samples["queue"]["round trip"])
     rep.claim(
-        "sockets perform well (高)",
-        "holds" if rtt["socket"] <= 1.5 * rtt["pipe"] else "wrong",
-        f"socketpair round trip {rtt['socket']} µs vs Pipe {rtt['pipe']} µs; "
-        f"{rows['socket']['msgs_per_s_100B']:,} msgs/s of 100 B",
+        "sockets perform well (高, above Queue's 中)",
+        sock,
+        _lead(sock, "the socketpair", "Queue")
+        + f": round trip socketpair {rtt['socket']} µs vs Queue {rtt['queue']} µs (Pipe {rtt['pipe']} µs)",
+        speed=True,
     )
     _network_claims(lab, rows, net)
     a, b = ctx.Pipe()
@@ -218,7 +255,7 @@ def _network_claims(lab: Lab, rows: dict[str, dict[str, Any]], net: dict[str, An
         "holds" if intact else "wrong",
         f"a child echoed {net['echoed_intact']} of {net['sent']} distinct messages back unchanged through Redis "
         f"at {net['host'] or 'a unix socket'}; round trip {redis_rtt} µs = {redis_rtt / pipe_rtt:.1f}x a Pipe, "
-        f"{rows['redis']['msgs_per_s_100B']:,} msgs/s of 100 B one per call (BASELINES.md: 142-169 µs)",
+        f"{rows['redis']['msgs_per_s_100B']:,} msgs/s of 100 B one per call",
     )
     if net["local"]:
         rep.claim(
@@ -238,3 +275,10 @@ def _network_claims(lab: Lab, rows: dict[str, dict[str, Any]], net: dict[str, An
 
 def _poke(shared: Any) -> None:
     shared.value = 42
+
+
+def _lead(verdict: Verdict, a: str, b: str) -> str:
+    return {
+        "holds": f"{a}'s median run beat {b}'s best",
+        "wrong": f"{b}'s median run beat {a}'s best",
+    }.get(verdict, "the spreads overlap: too close to call on this machine now")

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from workers.lab.base import Lab, experiment, median, timed
+from workers.lab.verdicts import interleaved, speed_verdict, spread
 
 # -- 7.1.2 Pool methods ----------------------------------------------------------------------------------
 
@@ -203,50 +204,69 @@ def pool_vs_process(lab: Lab) -> None:
     width, reps = int(lab.p("width")), int(lab.p("repeats"))
     small, heavy, batches = int(lab.p("small_n")), int(lab.p("heavy_n")), int(lab.p("batches"))
 
-    def both(b: int, n: int) -> tuple[float, float]:
-        proc = median(timed(lambda: _processes(ctx, b, width, n), reps))
-        pool = median(timed(lambda: _pool(ctx, b, width, n), reps))
-        return proc, pool
+    def both(b: int, n: int) -> tuple[list[float], list[float]]:
+        got = interleaved(
+            {
+                "Process": lambda: timed(lambda: _processes(ctx, b, width, n), 1)[0],
+                "Pool": lambda: timed(lambda: _pool(ctx, b, width, n), 1)[0],
+            },
+            reps,
+        )
+        return got["Process"], got["Pool"]
 
     many = both(batches, small)
     rep.event(
-        f"{batches} batches x {width} tasks of range({small:,}): Process {many[0]:.3f} s, Pool({width}) {many[1]:.3f} s"
+        f"{batches} batches x {width} tasks of range({small:,}): Process {spread(many[0], 1, 3)} s, "
+        f"Pool({width}) {spread(many[1], 1, 3)} s (median (min-max), measured in turn)"
     )
     one = both(1, heavy)
-    rep.event(f"1 batch x {width} tasks of range({heavy:,}): Process {one[0]:.3f} s, Pool({width}) {one[1]:.3f} s")
-    sweep, crossover = [], None
+    rep.event(
+        f"1 batch x {width} tasks of range({heavy:,}): Process {spread(one[0], 1, 3)} s, Pool({width}) "
+        f"{spread(one[1], 1, 3)} s"
+    )
+    sweep: list[dict[str, Any]] = []
+    crossover, unsure = None, False
     b = 1
     while b <= max(1, int(lab.p("sweep_max"))):
         proc, pool = both(b, small)
-        sweep.append({"batches": b, "process_s": round(proc, 4), "pool_s": round(pool, 4)})
-        rep.event(f"crossover sweep: {b} batch(es): Process {proc * 1000:.1f} ms, Pool {pool * 1000:.1f} ms")
-        if crossover is None and pool < proc:
+        won = speed_verdict(pool, proc)
+        sweep.append({"batches": b, "process_ms": spread(proc, 1000), "pool_ms": spread(pool, 1000), "pool": won})
+        rep.event(
+            f"crossover sweep: {b} batch(es): Process {spread(proc, 1000)} ms, Pool {spread(pool, 1000)} ms -> "
+            f"Pool faster: {won}"
+        )
+        if crossover is None and won == "holds":
             crossover = b
+        unsure = unsure or won == "too-close"
         b *= 2
     rep.measure("method", lab.method)
-    rep.measure(
-        "many_small_batches",
-        {"batches": batches, "process_s": round(many[0], 4), "pool_s": round(many[1], 4)},
-    )
-    rep.measure("one_heavy_batch", {"process_s": round(one[0], 4), "pool_s": round(one[1], 4)})
+    rep.measure("many_small_batches", {"batches": batches, "process_s": many[0], "pool_s": many[1]})
+    rep.measure("one_heavy_batch", {"process_s": one[0], "pool_s": one[1]})
     rep.measure("sweep", sweep)
     rep.measure("crossover_batches", crossover)
+    pool_wins = speed_verdict(many[1], many[0])
     rep.claim(
         "repeated batches of small tasks: Pool is faster (no process creation per task)",
-        "holds" if many[1] < many[0] else "wrong",
-        f"{batches} batches: Pool {many[1]:.3f} s vs Process {many[0]:.3f} s "
-        f"({many[0] / max(many[1], 1e-9):.1f}x), "
-        f"start method {lab.method}",
+        pool_wins,
+        f"{batches} batches: Pool {spread(many[1], 1, 3)} s vs Process {spread(many[0], 1, 3)} s "
+        f"({median(many[0]) / max(median(many[1]), 1e-9):.1f}x by median), start method {lab.method}"
+        + ("; the spreads overlap: too close to call" if pool_wins == "too-close" else ""),
+        speed=True,
     )
+    proc_wins = speed_verdict(one[0], one[1])
     rep.claim(
         "one batch of heavier tasks: Process is faster",
-        "holds" if one[0] < one[1] else "wrong",
-        f"Process {one[0]:.3f} s vs Pool {one[1]:.3f} s for {width} tasks of range({heavy:,})",
+        proc_wins,
+        f"Process {spread(one[0], 1, 3)} s vs Pool {spread(one[1], 1, 3)} s for {width} tasks of range({heavy:,})"
+        + ("; the spreads overlap: too close to call" if proc_wins == "too-close" else ""),
+        speed=True,
     )
     rep.claim(
         "the Pool's set-up pays off once work is repeated (crossover)",
-        "holds" if crossover is not None else "wrong",
-        f"Pool first beat one-Process-per-task at {crossover} batch(es) of {width}"
+        "holds" if crossover is not None else "too-close" if unsure else "wrong",
+        f"Pool was first clearly faster than one-Process-per-task at {crossover} batch(es) of {width}"
         if crossover
-        else f"Pool never won up to {lab.p('sweep_max')} batches",  # fmt: skip
+        else f"Pool was never clearly faster up to {lab.p('sweep_max')} batches"
+        + (" (some too close to call)" if unsure else ""),
+        speed=True,
     )

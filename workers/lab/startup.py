@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import os
 import signal
@@ -13,6 +14,7 @@ from typing import Any
 
 from workers.lab import probe
 from workers.lab.base import Lab, experiment, median, reaped, timed
+from workers.lab.verdicts import interleaved, speed_verdict, spread
 
 # -- 5.3 Process subclasses ------------------------------------------------------------------------------
 
@@ -160,9 +162,7 @@ def _guard_case(method: str, guarded: bool, timeout: float) -> dict[str, Any]:
             out, err = proc.communicate()
             timed_out = True
     pids = {line.split()[-1] for line in out.splitlines() if line.startswith("module code ran")}
-    lines = [line.strip() for line in err.splitlines() if line.strip()]
-    errors = [f"{line} {lines[i + 1]}" if line.endswith(":") and i + 1 < len(lines) else line
-              for i, line in enumerate(lines) if "Error" in line]  # fmt: skip
+    errors = _errors(err)
     return {
         "method": method,
         "guard": guarded,
@@ -188,19 +188,24 @@ def start_methods(lab: Lab) -> None:
     available = [m for m in ("fork", "forkserver", "spawn") if m in mp.get_all_start_methods()]
     default = mp.get_context().get_start_method()
     rep.event(f"Python {sys.version.split()[0]} on {sys.platform}: available {available}, default {default!r}")
-    costs: dict[str, dict[str, float]] = {}
+    costs: dict[str, dict[str, Any]] = {}
+
+    def once(method: str) -> float:
+        return timed(functools.partial(_start_join, mp.get_context(method)), 1)[0]
+
+    cold = {method: once(method) for method in available}  # the fork server starts on first use
+    warm = interleaved({method: functools.partial(once, method) for method in available}, int(lab.p("repeats")))
     for method in available:
-        ctx = mp.get_context(method)
-
-        def once(ctx: Any = ctx) -> None:
-            p = ctx.Process(target=probe.noop)
-            p.start()
-            p.join()
-
-        cold = timed(once, 1)[0]
-        warm = timed(once, int(lab.p("repeats")))
-        costs[method] = {"first_ms": round(cold * 1000, 2), "median_ms": round(median(warm) * 1000, 2)}
-        rep.event(f"{method:10} start+join: first {cold * 1000:.1f} ms, then median {median(warm) * 1000:.2f} ms")
+        costs[method] = {
+            "first_ms": round(cold[method] * 1000, 2),
+            "median_ms": round(median(warm[method]) * 1000, 2),
+            "spread_ms": spread(warm[method], 1000, 2),
+            "samples_s": warm[method],
+        }
+        rep.event(
+            f"{method:10} start+join: first {cold[method] * 1000:.1f} ms, then {spread(warm[method], 1000, 2)} ms "
+            "(median (min-max); methods measured in turn)"
+        )
     rep.measure("start_join_ms", costs)
     rep.measure("default_start_method", default)
     cases = (("fork", False), ("spawn", False), ("spawn", True))
@@ -217,7 +222,33 @@ def start_methods(lab: Lab) -> None:
     _verdicts(lab, costs, default, guard)
 
 
-def _verdicts(lab: Lab, costs: dict[str, dict[str, float]], default: str, guard: list[dict[str, Any]]) -> None:
+def _errors(stderr: str) -> list[str]:
+    """Each exception in a stderr, whole: 'RuntimeError: ...' with its continuation lines joined."""
+    out: list[str] = []
+    current: list[str] | None = None
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        starts = ("Error:" in line or "Error " in line) and not raw.startswith(" ") and ":" in line
+        if starts:
+            current = [line]
+            out.append("")
+        elif current is not None and (not line or raw[:1].isspace()):
+            if line:  # the message's indented continuation (blank lines inside it are skipped)
+                current.append(line)
+        else:
+            current = None
+        if current is not None:
+            out[-1] = " ".join(current)
+    return out
+
+
+def _start_join(ctx: Any) -> None:
+    p = ctx.Process(target=probe.noop)
+    p.start()
+    p.join()
+
+
+def _verdicts(lab: Lab, costs: dict[str, dict[str, Any]], default: str, guard: list[dict[str, Any]]) -> None:
     rep = lab.report
     spawn_bad = next(g for g in guard if g["method"] == "spawn" and not g["guard"])
     spawn_ok = next(g for g in guard if g["method"] == "spawn" and g["guard"])
@@ -265,10 +296,15 @@ def _verdicts(lab: Lab, costs: dict[str, dict[str, float]], default: str, guard:
     )
     if "fork" in costs and "spawn" in costs:
         f, s = costs["fork"]["median_ms"], costs["spawn"]["median_ms"]
+        verdict = speed_verdict(costs["fork"]["samples_s"], costs["spawn"]["samples_s"])
         rep.claim(
             "creating processes the Windows way (spawn) costs more than fork",
-            "holds" if s > f else "wrong",
-            f"start+join median: spawn {s} ms vs fork {f} ms ({s / max(f, 1e-9):.1f}x)"
-            + (f", forkserver {costs['forkserver']['median_ms']} ms" if "forkserver" in costs else ""),
+            verdict,
+            f"start+join: spawn {costs['spawn']['spread_ms']} ms vs fork {costs['fork']['spread_ms']} ms "
+            f"({s / max(f, 1e-9):.1f}x by median"
+            + (f"; forkserver {costs['forkserver']['spread_ms']} ms" if "forkserver" in costs else "")
+            + "); the child imports only the module of its target, not the mplab CLI"
+            + ("" if verdict != "too-close" else ": the spreads overlap, too close to call"),
             "5.4.3",
+            speed=True,
         )

@@ -1,8 +1,9 @@
 """Verdicts: the words the lab may use about a claim, the record of one, and how speed claims are decided.
 
 A speed claim ("A is faster than B") is decided on repetitions measured in turn (A, B, A, B, ...), so
-that a load spike hits both sides: it holds (or is wrong) only when every repetition of one side beat
-every repetition of the other; when the ranges overlap it is *too close to call*.
+that a load spike hits both sides. Load only ever makes a run slower, so a side's best runs are its most
+faithful ones: A is clearly faster when its median run beats B's *best* run (and the reverse for B);
+otherwise the spreads overlap and the claim is *too close to call*.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Claim(TypedDict):
     verdict: Verdict
     evidence: str
     scope: Scope
-    claim_id: NotRequired[str]
+    speed: NotRequired[bool]
 
 
 class Summary(TypedDict):
@@ -71,10 +72,10 @@ def spread(samples: list[float], scale: float = 1.0, digits: int = 1) -> str:
 
 
 def faster(a: list[float], b: list[float]) -> Literal["a", "b", "tie"]:
-    """Which of two timing samples (lower is better) is clearly faster: every a below every b, or the reverse."""
-    if max(a) < min(b):
+    """Which of two timing samples (lower is better) is clearly faster: a's median below b's best, or reverse."""
+    if statistics.median(a) < min(b):
         return "a"
-    if max(b) < min(a):
+    if statistics.median(b) < min(a):
         return "b"
     return "tie"
 
@@ -82,3 +83,22 @@ def faster(a: list[float], b: list[float]) -> Literal["a", "b", "tie"]:
 def speed_verdict(chapter_faster: list[float], chapter_slower: list[float]) -> Verdict:
     """Verdict on 'the first is faster than the second' from their timings (lower is better)."""
     return {"a": "holds", "b": "wrong", "tie": "too-close"}[faster(chapter_faster, chapter_slower)]  # type: ignore[return-value]
+
+
+def combined(verdicts: list[Verdict]) -> Verdict:
+    """One verdict from several measures of the same claim: a majority that no measure contradicts."""
+    holds, wrong = verdicts.count("holds"), verdicts.count("wrong")
+    if holds * 2 > len(verdicts) and not wrong:
+        return "holds"
+    if wrong * 2 > len(verdicts) and not holds:
+        return "wrong"
+    return "too-close"
+
+
+def speed_table(samples: dict[str, dict[str, list[float]]], measures: dict[str, tuple[str, float, int]]) -> str:
+    """'measure: a X (lo-hi) vs b Y (lo-hi) unit; ...' for every measure; per-measure (unit, scale, digits)."""
+    parts = []
+    for key, (unit, scale, digits) in measures.items():
+        sides = " vs ".join(f"{name} {spread(s[key], scale, digits)}" for name, s in samples.items())
+        parts.append(f"{key}: {sides} {unit}")
+    return "; ".join(parts)
