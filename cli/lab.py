@@ -47,18 +47,22 @@ def list_cmd(
     if json_out:
         print_json([
             {"name": e.name, "section": e.section, "description": e.description, "params": e.params,
-             "runs_in_node": e.runs_in_node}
+             "limits": e.limits, "param_help": e.param_help, "runs_in_node": e.runs_in_node}
             for e in exps
         ])  # fmt: skip
         return
     table = Table(title="mplab lab experiments", title_justify="left")
-    for col in ("name", "§", "what it shows", "params (defaults)", "node"):
+    for col in ("name", "§", "what it shows", "params: default (range)"):
         table.add_column(col, overflow="fold")
     for e in exps:
-        params = ", ".join(f"{k}={v}" for k, v in e.params.items())
-        table.add_row(e.name, e.section, e.description, params, "yes" if e.runs_in_node else "no")
+        params = "\n".join(e.describe_param(k).split(":")[0] for k in e.params)
+        table.add_row(e.name, e.section, escape(e.description), escape(params))
     console.print(table)
-    console.print("Run one with `mplab lab run NAME [-p key=value]`, or all with `mplab lab run all`.")
+    console.print(
+        "Run one with `mplab lab run NAME [-p key=value]`, or all with `mplab lab run all`; "
+        "`mplab lab show NAME` prints an experiment's code and what it teaches.",
+        highlight=False,
+    )
 
 
 @app.command("run")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_lab_helpers import run, verdict
+from tests.labkit import run, verdict
 
 
 def test_identity_children_report_parent_pid(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import workers.lab as lab
-from tests.test_lab_helpers import run, verdict
+from tests.labkit import run, verdict
 from workers.errors import Unsupported
 from workers.settings import Settings
 
@@ -36,7 +36,9 @@ def test_process_api_terminate_kill_exitcodes_and_argument_errors(tmp_path: Path
     assert "missing 1 required positional argument: 'age'" in args["missing age"]["message"]
     assert "unexpected keyword argument 'nam'" in args["misspelt 'nam' (no **kwargs)"]["message"]
     assert "multiple values for argument 'name'" in args["kwargs overriding args"]["message"]
-    assert verdict(r, "terminate() forcibly") == "wrong"
+    assert verdict(r, "terminate() forcibly") == "holds"  # the chapter's case: a child busy in its task
+    assert verdict(r, "ignores SIGTERM") == "wrong"  # the edge case, labelled as such
+    assert [c["scope"] for c in r["claims"] if "ignores SIGTERM" in c["claim"]] == ["edge"]
 
 
 def test_subclass_results_stay_in_the_child(tmp_path: Path) -> None:

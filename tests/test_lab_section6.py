@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_lab_helpers import run, verdict
+from tests.labkit import run, verdict
 
 
 def test_isolation_parent_still_sees_100(tmp_path: Path) -> None:

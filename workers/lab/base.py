@@ -36,14 +36,24 @@ class Report:
     name: str
     section: str
     start_method: str
-    events: list[str] = field(default_factory=list)
+    timeline: list[tuple[float, str]] = field(default_factory=list)
     measurements: dict[str, Any] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     t0: float = field(default_factory=time.perf_counter)
+    wall0: float = field(default_factory=time.time)
 
-    def event(self, text: str) -> None:
-        """A narrative line, stamped with milliseconds since the experiment began."""
-        self.events.append(f"{(time.perf_counter() - self.t0) * 1000:8.1f} ms  {text}")
+    def event(self, text: str, at: float | None = None, wall: float | None = None) -> None:
+        """A narrative line stamped with when it happened: `at` (a time.perf_counter() value) or `wall` (a
+        time.time() value, e.g. sent by a child) taken at the moment; now if neither is given."""
+        if wall is not None:
+            at = self.t0 + (wall - self.wall0)
+        self.timeline.append((time.perf_counter() if at is None else at, text))
+
+    @property
+    def events(self) -> list[str]:
+        """The narrative in the order things happened, each line 'ms since the start  text'."""
+        ordered = sorted(enumerate(self.timeline), key=lambda item: (item[1][0], item[0]))
+        return [f"{(at - self.t0) * 1000:8.1f} ms  {text}" for _, (at, text) in ordered]
 
     def measure(self, key: str, value: Any) -> None:
         self.measurements[key] = value

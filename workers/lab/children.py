@@ -34,9 +34,25 @@ def reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
+_saved_masks: list[set[int | signal.Signals]] = []
+
+
+def _before_fork() -> None:
+    # A signal that arrives between fork() and the reset would run the inherited handler in the child
+    # (terminate() right after start() would be swallowed): keep them pending until the defaults are back.
+    if _depth > 0:
+        _saved_masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, RESET_SIGNALS))
+
+
+def _after_fork_in_parent() -> None:
+    if _depth > 0 and _saved_masks:
+        signal.pthread_sigmask(signal.SIG_SETMASK, _saved_masks.pop())
+
+
 def _after_fork_in_child() -> None:
     if _depth > 0:
-        reset_signals()
+        _saved_masks.clear()
+        reset_signals()  # also unblocks: a pending SIGTERM now ends the child, as terminate() intends
 
 
 @contextlib.contextmanager
@@ -44,7 +60,9 @@ def experiment_children() -> Iterator[None]:
     """For the duration of the block, children start with default signals and a light `__main__`."""
     global _depth, _registered
     if not _registered:
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+        os.register_at_fork(
+            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+        )
         _registered = True
     saved = sys.modules.get("__main__")
     if _depth == 0 and saved is not None:

@@ -19,6 +19,7 @@ from workers.lab.base import Lab, experiment, median, reaped, status_of, wait_st
 
 def _fork_child_report(wfd: int, returned: int, buf: bytearray | None) -> None:
     """In the forked child: report, touch the inherited buffer to trigger copy-on-write, report again."""
+    t = time.time()
     w = 200  # the chapter's variable, changed only here
     me = psutil.Process()
     uss_before = me.memory_full_info().uss
@@ -27,7 +28,7 @@ def _fork_child_report(wfd: int, returned: int, buf: bytearray | None) -> None:
             buf[i] = 2
     uss_after = me.memory_full_info().uss
     os.write(wfd, json.dumps({"returned": returned, "pid": os.getpid(), "ppid": os.getppid(), "w": w,
-                              "uss_before": uss_before, "uss_after": uss_after}).encode())  # fmt: skip
+                              "uss_before": uss_before, "uss_after": uss_after, "t": t}).encode())  # fmt: skip
 
 
 @experiment(
@@ -58,15 +59,17 @@ def fork(lab: Lab) -> None:
             code = 1
         finally:
             os._exit(code)
-    fork_s = time.perf_counter() - t0
+    forked = time.perf_counter()
+    fork_s = forked - t0
     os.close(wfd)
     with os.fdopen(rfd, "rb") as fh:
         got = json.loads(fh.read() or b"{}")
     zombie, _ = wait_status(pid, {"zombie"}, 5)
-    rep.event(f"parent: os.fork() returned {pid} in {fork_s * 1000:.2f} ms; parent's w is still {w}")
+    rep.event(f"parent: os.fork() returned {pid} in {fork_s * 1000:.2f} ms; parent's w is still {w}", at=forked)
     rep.event(
         f"child: os.fork() returned {got.get('returned')}, pid {got.get('pid')}, ppid {got.get('ppid')}, w = "
-        f"{got.get('w')}"
+        f"{got.get('w')}",
+        wall=got.get("t"),
     )
     rep.event(f"child exited, not yet waited for: psutil says {zombie!r}")
     _, status = os.waitpid(pid, 0)

@@ -45,6 +45,7 @@ def _daemon_body(conn: Any, method: str, up_event: Any) -> None:
             "tty": tty,
             "error": error,
             "subprocess": sub,
+            "t": time.time(),
         }
     )
     up_event.set()
@@ -78,6 +79,7 @@ def _daemon_parent(conn: Any, dconn: Any, nconn: Any, method: str, normal_s: flo
             "daemon": daemon.pid,
             "normal": normal.pid,
             "late": late,
+            "t": time.time(),
         }
     )
     up_event.wait(60)  # the daemon has reported it is up (a spawned one takes a while to start)
@@ -116,16 +118,20 @@ def daemon(lab: Lab) -> None:
     d_gone, n_gone = status_of(dpid) == "gone", status_of(npid) == "gone"
     if not d_gone:
         kill_and_forget(dpid)
-    rep.event(f"parent {info['pid']} started daemonic child {dpid} and normal child {npid}")
-    rep.event(f"daemon {dpid}: starting a Process raised {up['error']!r}; subprocess.run exit {up['subprocess']}")
-    rep.event(f"setting .daemon after start(): {info['late']!r}")
+    rep.event(f"parent {info['pid']} started daemonic child {dpid} and normal child {npid}", wall=info["t"])
+    rep.event(f"setting .daemon after start(): {info['late']!r}", wall=info["t"])
     rep.event(
-        f"parent's code ended; daemon got {term.get('event', 'nothing')} "
-        f"{(term['t'] - end) * 1000:.0f} ms later; parent exited {(exited - end) * 1000:.0f} ms after its "
-        f"code ended"
-        if term
-        else f"parent's code ended; daemon reported no SIGTERM; parent exited {(exited - end) * 1000:.0f} ms later"
+        f"daemon {dpid}: starting a Process raised {up['error']!r}; subprocess.run exit {up['subprocess']}",
+        wall=up["t"],
     )
+    rep.event("parent's code ended (returning from its target)", wall=end)
+    if term:
+        rep.event(f"daemon {dpid} got {term['event']} ({(term['t'] - end) * 1000:.0f} ms after)", wall=term["t"])
+    else:
+        rep.event(f"daemon {dpid} reported no SIGTERM")
+    if normal_end is not None:
+        rep.event(f"normal child {npid} finished its task", wall=normal_end)
+    rep.event(f"parent process exited ({(exited - end) * 1000:.0f} ms after its code ended)", wall=exited)
     rep.event(f"after the parent exited: daemon {status_of(dpid)!r}, normal child {status_of(npid)!r}")
     rep.measure("daemon_sigterm_after_code_end_s", round(term["t"] - end, 4) if term else None)
     rep.measure("parent_exit_after_code_end_s", round(exited - end, 4))

@@ -16,7 +16,7 @@ import psutil
 from workers.errors import LabError
 from workers.lab.base import Lab, experiment, median
 from workers.lab.ipc_bench import KINDS, echo_check, measure
-from workers.lab.verdicts import Verdict, combined, interleaved, speed_table, speed_verdict, spread
+from workers.lab.verdicts import Verdict, combined, interleaved, lead, rounds_won, speed_table, speed_verdict, spread
 
 CHAPTER: dict[str, str] = {
     "queue": "中 (medium)",
@@ -99,6 +99,7 @@ def _rows(lab: Lab, url: str | None) -> list[dict[str, Any]]:
         got = interleaved({k: functools.partial(measure, ctx, k, size, n, mode, url) for k in kinds}, reps)
         for kind, values in got.items():
             samples[kind][key] = values
+        rep.event(f"{key}: {reps} rounds, each measuring {', '.join(kinds)} in turn")
     rows = []
     for kind in kinds:
         s = samples[kind]
@@ -150,8 +151,8 @@ def _verdicts(lab: Lab, rows: dict[str, dict[str, Any]], net: dict[str, Any] | N
     rep.claim(
         "Pipe performs better (高) than Queue (中)",
         verdict,
-        _lead(verdict, "Pipe", "Queue")
-        + f" ({', '.join(f'{m}: {v}' for m, v in zip(MEASURES, per, strict=True))}): "
+        {"holds": "Pipe was faster", "wrong": "Queue was faster", "too-close": "too close to call"}[verdict]
+        + f" ({rounds_won('Pipe', samples['pipe'], samples['queue'])}): "
         + speed_table({"Pipe": samples["pipe"], "Queue": samples["queue"]}, table),
         speed=True,
     )
@@ -165,7 +166,7 @@ def _verdicts(lab: Lab, rows: dict[str, dict[str, Any]], net: dict[str, Any] | N
         "Manager is the slowest (低) way to share data in-host",
         slowest,
         (
-            "every other in-host mechanism's median round trip beat Manager's best"
+            "every other in-host mechanism had a shorter round trip than Manager in all rounds but at most one"
             if slowest == "holds"
             else f"{', '.join(k for k, v in vs.items() if v == 'wrong')} was clearly slower than Manager"
             if slowest == "wrong"
@@ -180,7 +181,7 @@ def _verdicts(lab: Lab, rows: dict[str, dict[str, Any]], net: dict[str, Any] | N
     rep.claim(
         "sockets perform well (高, above Queue's 中)",
         sock,
-        _lead(sock, "the socketpair", "Queue")
+        lead(sock, "the socketpair", samples["socket"]["round trip"], "Queue", samples["queue"]["round trip"])
         + f": round trip socketpair {rtt['socket']} µs vs Queue {rtt['queue']} µs (Pipe {rtt['pipe']} µs)",
         speed=True,
     )
@@ -275,10 +276,3 @@ def _network_claims(lab: Lab, rows: dict[str, dict[str, Any]], net: dict[str, An
 
 def _poke(shared: Any) -> None:
     shared.value = 42
-
-
-def _lead(verdict: Verdict, a: str, b: str) -> str:
-    return {
-        "holds": f"{a}'s median run beat {b}'s best",
-        "wrong": f"{b}'s median run beat {a}'s best",
-    }.get(verdict, "the spreads overlap: too close to call on this machine now")

@@ -9,7 +9,7 @@ from typing import Any
 from workers.errors import LabError
 from workers.lab.base import Lab, experiment, median, reaped
 from workers.lab.ipc_bench import measure
-from workers.lab.verdicts import combined, interleaved, speed_table, speed_verdict, spread
+from workers.lab.verdicts import combined, interleaved, rounds_won, speed_table, speed_verdict, spread
 
 SENT: tuple[Any, ...] = ("Hello from Sender-1", {"type": "data", "value": 42}, [1, 2, 3, 4, 5], *range(1000))
 """What the one-way sender sends: the chapter's three messages, then 1000 ints (about 16 KiB pickled)."""
@@ -251,12 +251,8 @@ def queue_vs_pipe(lab: Lab) -> None:
     rep.claim(
         "Pipe is faster than Queue (性能: 较快 vs 较慢)",
         verdict,
-        {
-            "holds": "Pipe was faster in every repetition",
-            "wrong": "Queue was faster in every repetition",
-            "too-close": "the spreads overlap: too close to call on this machine now",
-        }[verdict]
-        + f" ({', '.join(f'{k}: {v}' for k, v in zip(jobs, per, strict=True))}): {table}; start method {lab.method}",
+        {"holds": "Pipe was faster", "wrong": "Queue was faster", "too-close": "too close to call"}[verdict]
+        + f" ({rounds_won('Pipe', samples['Pipe'], samples['Queue'])}): {table}; start method {lab.method}",
         speed=True,
     )
     small, large = backlog[100], backlog[10 * 1024]

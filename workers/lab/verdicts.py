@@ -1,9 +1,9 @@
 """Verdicts: the words the lab may use about a claim, the record of one, and how speed claims are decided.
 
-A speed claim ("A is faster than B") is decided on repetitions measured in turn (A, B, A, B, ...), so
-that a load spike hits both sides. Load only ever makes a run slower, so a side's best runs are its most
-faithful ones: A is clearly faster when its median run beats B's *best* run (and the reverse for B);
-otherwise the spreads overlap and the claim is *too close to call*.
+A speed claim ("A is faster than B") is decided on repetitions measured in rounds (A, B; B, A; ...), so
+that both sides of a round see the same load on the machine. Load varies slowly and only ever makes a run
+slower, so the rounds are compared pairwise: A is clearly faster when it beat B in every round but at most
+one (a load spike may hit one measurement), and the reverse for B; otherwise it is *too close to call*.
 """
 
 from __future__ import annotations
@@ -71,11 +71,18 @@ def spread(samples: list[float], scale: float = 1.0, digits: int = 1) -> str:
     return f"{mid} ({lo}-{hi})" if len(samples) > 1 else f"{mid}"
 
 
+def wins(a: list[float], b: list[float]) -> int:
+    """In how many rounds a (lower is better) beat b; a[i] and b[i] were measured in the same round."""
+    return sum(x < y for x, y in zip(a, b, strict=True))
+
+
 def faster(a: list[float], b: list[float]) -> Literal["a", "b", "tie"]:
-    """Which of two timing samples (lower is better) is clearly faster: a's median below b's best, or reverse."""
-    if statistics.median(a) < min(b):
+    """Which of two paired timing samples (lower is better) is clearly faster: it won every round but one."""
+    rounds = len(a)
+    need = max(rounds - 1, rounds // 2 + 1)
+    if wins(a, b) >= need:
         return "a"
-    if statistics.median(b) < min(a):
+    if wins(b, a) >= need:
         return "b"
     return "tie"
 
@@ -102,3 +109,18 @@ def speed_table(samples: dict[str, dict[str, list[float]]], measures: dict[str, 
         sides = " vs ".join(f"{name} {spread(s[key], scale, digits)}" for name, s in samples.items())
         parts.append(f"{key}: {sides} {unit}")
     return "; ".join(parts)
+
+
+def lead(verdict: Verdict, a: str, sa: list[float], b: str, sb: list[float]) -> str:
+    """How a speed verdict was reached, in words: who won how many of the rounds."""
+    rounds = len(sa)
+    if verdict == "holds":
+        return f"{a} was faster in {wins(sa, sb)} of {rounds} rounds"
+    if verdict == "wrong":
+        return f"{b} was faster in {wins(sb, sa)} of {rounds} rounds"
+    return f"too close to call: {a} won {wins(sa, sb)} and {b} {wins(sb, sa)} of {rounds} rounds"
+
+
+def rounds_won(a: str, sa: dict[str, list[float]], sb: dict[str, list[float]]) -> str:
+    """'measure: A faster in w of n rounds' for every measure two samples share."""
+    return "; ".join(f"{key}: {a} faster in {wins(sa[key], sb[key])} of {len(sa[key])} rounds" for key in sa)

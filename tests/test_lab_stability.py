@@ -1,0 +1,30 @@
+"""Speed verdicts are stable: the same claims measured several times in a row get the same verdicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.labkit import run
+
+RUNS = 3
+
+
+def _speed_verdicts(result: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    return {c["claim"]: c["verdict"] for c in result["claims"] if c.get("speed")}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("queue-vs-pipe", {"rtt_n": 300, "small_n": 3000, "big_n": 10, "repeats": 5}),
+        ("ipc-table", {"rtt_n": 200, "small_n": 2000, "big_n": 5, "repeats": 5, "redis": False}),
+    ],
+)
+def test_speed_verdicts_identical_across_runs(tmp_path: Path, name: str, params: dict) -> None:  # type: ignore[type-arg]
+    seen = [_speed_verdicts(run(name, tmp_path, **params)) for _ in range(RUNS)]
+    assert seen[0], "the experiment has speed claims"
+    assert all(s == seen[0] for s in seen), seen
