@@ -145,9 +145,47 @@ def _popen_zombie() -> tuple[str, str]:
 def _timeouts(lab: Lab) -> dict[str, Any]:
     timeout = float(lab.p("timeout_s"))
     return {
+        "chapter_code": _chapter_code(timeout),
         "run_timeout": _run_timeout(lab, timeout),
         "chapter_popen": _chapter_popen(lab, timeout),
         "killpg": _killpg_case(lab, timeout),
+    }
+
+
+CHAPTER_LONG = "import time; time.sleep(5); print('Done')"
+CHAPTER_STEPS = (
+    "import time\nprint('Starting long task...')\nfor i in range(10):\n"
+    "    print(f'Step {i+1}')\n    time.sleep(1)\nprint('Task completed')"
+)
+
+
+def _chapter_code(timeout: float) -> dict[str, Any]:
+    """7.2.4 as the chapter wrote it: run(timeout) on a 5 s sleep; Popen, communicate(timeout), kill(), communicate."""
+    start = time.perf_counter()
+    try:
+        subprocess.run([PY, "-c", CHAPTER_LONG], timeout=timeout, capture_output=True, text=True)
+        run_raised = False
+    except subprocess.TimeoutExpired:
+        run_raised = True
+    run_s = time.perf_counter() - start
+    with subprocess.Popen([PY, "-c", CHAPTER_STEPS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        try:
+            p.communicate(timeout=timeout)
+            popen_raised = False
+        except subprocess.TimeoutExpired:
+            popen_raised = True
+        p.kill()
+        killed = time.perf_counter()
+        out, _ = p.communicate()
+        after_kill = time.perf_counter() - killed
+    return {
+        "timeout": timeout,
+        "run_raised": run_raised,
+        "run_s": round(run_s, 3),
+        "popen_raised": popen_raised,
+        "returncode": p.returncode,
+        "after_kill_s": round(after_kill, 3),
+        "lines": len(out.splitlines()),
     }
 
 
@@ -292,11 +330,23 @@ def _verdicts(
         f"lines flushed by the child arrived over {spread * 1000:.0f} ms ({gap * 1000:.0f} ms apart)",
         "7.2.3",
     )
+    live = spread >= 3 * gap
     rep.claim(
-        "bufsize=1 (line buffering) makes the output real-time",
+        "bufsize=1 (line buffering) with a child that flushes (the chapter's setup) gives real-time output",
+        "holds" if live else "wrong",
+        f"the flushing child's lines arrived one by one over {spread * 1000:.0f} ms, {gap * 1000:.0f} ms apart"
+        if live
+        else f"the flushing child's lines all arrived within {spread * 1000:.0f} ms",
+        "7.2.3",
+    )
+    rep.edge(
+        "bufsize=1 alone makes the output real-time (child without flush)",
         "wrong" if burst < gap else "holds",
         f"bufsize=1 buffers only the parent's side: a child that does not flush wrote all 5 lines at exit "
-        f"(arrivals spread over {burst * 1000:.0f} ms); the child must flush (or run with -u)",
+        f"(arrivals spread over {burst * 1000:.0f} ms); the chapter's child flushes, which is what it takes "
+        "(or python -u)"
+        if burst < gap
+        else f"even without flush the lines arrived over {burst * 1000:.0f} ms",
         "7.2.3",
     )
     want = ["Hello from interactive Python!", "x + y = 30", "sqrt(100) = 10.0"]
@@ -312,11 +362,23 @@ def _verdicts(
         f"{zombie[0]!r} until poll()/wait(), then {zombie[1]!r}",
         "7.2.1",
     )
+    own = tree["chapter_code"]
+    ended = own["run_raised"] and own["popen_raised"] and own["returncode"] == -9 and own["after_kill_s"] < 2
+    rep.claim(
+        "on timeout, kill() ends the command (the chapter's run(timeout) and Popen communicate/kill/communicate)",
+        "holds" if ended else "wrong",
+        f"run(timeout={own['timeout']}) raised TimeoutExpired after {own['run_s']:.2f} s; the chapter's Popen child "
+        f"was killed (returncode {own['returncode']}) and communicate() returned {own['after_kill_s'] * 1000:.0f} ms "
+        f"after kill() with {own['lines']} line(s) of its output"
+        if ended
+        else f"chapter's code: {own}",
+        "7.2.4",
+    )
     run_t = tree.get("run_timeout", {})
     pop = tree.get("chapter_popen", {})
     left = run_t.get("grandchild_status") not in ("gone", "zombie", None)
-    rep.claim(
-        "on timeout, kill() ends the command",
+    rep.edge(
+        "on timeout, kill() also ends a command that started a child of its own",
         "wrong" if left or pop.get("communicate_blocked") else "holds",
         f"run(timeout) killed only the child: its child was {run_t.get('grandchild_status')!r}; with the "
         f"chapter's "
