@@ -74,17 +74,6 @@ def test_rq_job_round_trips_through_json(fake_redis) -> None:  # type: ignore[no
     assert all(c["ppid"] == os.getpid() for c in value["measurements"]["children"])
 
 
-@pytest.mark.slow
-def test_run_all_json_every_experiment_judged() -> None:
-    res = runner.invoke(app, ["run", "all", "--json", "-p", "repeats=1", "-p", "redis=false"])
-    assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
-    names = [r["name"] for r in data["results"]]
-    assert names[0] == "identity" and "subprocess" in names and len(names) == 19
-    assert all("error" not in r for r in data["results"]), [r.get("error") for r in data["results"]]
-    assert sum(len(r["claims"]) for r in data["results"]) > 50
-
-
 @pytest.mark.parametrize(
     "args",
     [

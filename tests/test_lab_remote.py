@@ -86,3 +86,31 @@ def test_node_killed_mid_run_keeps_earlier_results(nodes: Nodes, redis_url: str,
         client.close()
     assert "error" not in results[0] and results[0]["claims"], results[0]
     assert "went silent" in results[1]["error"], results[1]
+
+
+NEIGHBOURS = {("holds", "too-close"), ("too-close", "wrong"), ("too-close", "holds"), ("wrong", "too-close")}
+LIGHT = ["-p", "repeats=3", "-p", "redis=false", "-p", "rtt_n=200", "-p", "small_n=2000", "-p", "big_n=5",
+         "-p", "batches=5", "-p", "sweep_max=2"]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(420)
+def test_run_all_via_rq_gives_the_local_verdicts(nodes: Nodes, redis_url: str) -> None:
+    local = runner.invoke(root, ["--redis-url", redis_url, "lab", "run", "all", "--json", *LIGHT])
+    assert local.exit_code == 0, local.output
+    nodes.start("lab-c", pool=1)
+    remote = runner.invoke(root, ["--redis-url", redis_url, "lab", "run", "all", "--via", "rq", "--json", *LIGHT])
+    assert remote.exit_code == 0, remote.output
+    here, there = json.loads(local.output), json.loads(remote.output)
+    assert [r["name"] for r in here["results"]] == [r["name"] for r in there["results"]]  # lock included
+    assert len(here["results"]) == len(lab.all_experiments())
+    assert all("error" not in r for r in there["results"]), [r.get("error") for r in there["results"]]
+    assert all(r["ran_on"]["node"] == "lab-c" for r in there["results"])
+    assert sum(here["summary"]["verdicts"].values()) > 60
+    for a, b in zip(here["results"], there["results"], strict=True):
+        assert [c["claim"] for c in a["claims"]] == [c["claim"] for c in b["claims"]], a["name"]
+        for ca, cb in zip(a["claims"], b["claims"], strict=True):
+            same = ca["verdict"] == cb["verdict"]
+            noise = ca.get("speed") and (ca["verdict"], cb["verdict"]) in NEIGHBOURS
+            assert same or noise, (a["name"], ca["claim"], ca["verdict"], cb["verdict"], cb["evidence"])

@@ -20,8 +20,8 @@ def _speed_verdicts(result: dict) -> dict[str, str]:  # type: ignore[type-arg]
 @pytest.mark.parametrize(
     ("name", "params"),
     [
-        ("queue-vs-pipe", {"rtt_n": 600, "small_n": 3000, "big_n": 10, "repeats": 5}),
-        ("ipc-table", {"rtt_n": 600, "small_n": 3000, "big_n": 5, "repeats": 5, "redis": False}),
+        ("queue-vs-pipe", {"rtt_n": 400, "small_n": 3000, "big_n": 10, "repeats": 8}),
+        ("ipc-table", {"rtt_n": 400, "small_n": 3000, "big_n": 5, "repeats": 8, "redis": False}),
     ],
 )
 def test_speed_verdicts_identical_across_runs(tmp_path: Path, name: str, params: dict) -> None:  # type: ignore[type-arg]

@@ -98,12 +98,14 @@ def _worker(tasks: Any, results: Any, task_s: float) -> None:
 
 
 def _run_scheme(
-    lab: Lab, consumer: Any, counts: list[int], delay: float, consumer_delay: float = 0.0
+    lab: Lab, consumer: Any, counts: list[int], delay: float, consumer_delay: float = 0.0, slow_last: float = 0.0
 ) -> tuple[list[str], dict[int, list[str]], list[str]]:
-    """Producers with `counts` items, 2 consumers; returns (produced, consumed by consumer, left over)."""
+    """Producers with `counts` items (the last one `slow_last` s per item if given), 2 consumers; returns
+    (produced, consumed by consumer, left over)."""
     ctx = lab.ctx()
     q, out = ctx.Queue(maxsize=10), ctx.Queue()
-    producers = [ctx.Process(target=_producer, args=(q, i + 1, n, delay)) for i, n in enumerate(counts)]
+    delays = [delay] * (len(counts) - 1) + [slow_last or delay]
+    producers = [ctx.Process(target=_producer, args=(q, i + 1, n, delays[i])) for i, n in enumerate(counts)]
     extra = (consumer_delay,) if consumer is _chapter_consumer else ()
     consumers = [ctx.Process(target=consumer, args=(q, out, i + 1, *extra)) for i in range(2)]
     leftover: list[str] = []
@@ -153,11 +155,11 @@ def queue_exp(lab: Lab) -> None:
         f"{ {k: len(v) for k, v in got.items()} }; {len(lost)} item(s) never consumed"
     )
     uneven = [n, 2 * n]
-    produced_u, got_u, lost_u = _run_scheme(lab, _chapter_consumer, uneven, 0.01)
+    produced_u, got_u, lost_u = _run_scheme(lab, _chapter_consumer, uneven, 0.01, slow_last=0.05)
     eaten_u = [x for items in got_u.values() for x in items]
     rep.event(
-        f"same scheme, producers of {uneven} items: consumers took {len(eaten_u)} of {len(produced_u)}; "
-        f"{len(lost_u)} never consumed"
+        f"same scheme, producers of {uneven} items, the longer one slower: consumers took {len(eaten_u)} of "
+        f"{len(produced_u)}; {len(lost_u)} never consumed"
     )
     counts = uneven
     produced2, got2, lost2 = _run_scheme(lab, _consumer, counts, delay)

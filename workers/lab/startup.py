@@ -107,7 +107,9 @@ def subclass(lab: Lab) -> None:
         "results stored on self in run() (self.result, self.processed_data) are available in the parent",
         "wrong" if lost else "holds",
         "run() filled them in the child's copy of the object; after join() the parent still has "
-        "result=None and processed_data=[]: send results back through a Queue/Pipe",
+        "result=None and processed_data=[]: send results back through a Queue/Pipe"
+        if lost
+        else f"the parent sees {[p.result for p in workers]} and {proc.processed_data}",
     )
     rep.claim(
         "a subclass must call super().__init__()",
