@@ -65,6 +65,29 @@ def list_cmd(
     )
 
 
+@app.command("show")
+def show_cmd(
+    name: Annotated[str, typer.Argument(help="Experiment name (see `mplab lab list`).")],
+) -> None:
+    """An experiment's explanation (why it behaves as it does), its parameters and its code."""
+    from rich.syntax import Syntax
+
+    from workers.lab.explain import show
+
+    exp = lab.get(_known(name))
+    shown = show(exp.name)
+    console.rule(f"[bold]{escape(exp.name)}[/bold]  §{escape(exp.section)}")
+    console.print(escape(exp.description), style="bold", highlight=False)
+    console.print(escape(shown.explanation), highlight=False)
+    if exp.params:
+        console.print("[bold]Parameters[/bold] (-p key=value)")
+        for key in exp.params:
+            console.print(f"  {escape(exp.describe_param(key))}", highlight=False)
+    for title, code in shown.code:
+        console.print(f"[bold]{escape(title)}[/bold]")
+        console.print(Syntax(code, "python", line_numbers=False, word_wrap=True))
+
+
 @app.command("run")
 def run_cmd(
     ctx: typer.Context,
@@ -156,6 +179,11 @@ def render(result: dict[str, Any]) -> None:
                 text = text if len(text) < 400 else text[:397] + "..."
                 console.print(f"  {escape(key)}: {escape(text)}", highlight=False)
     console.print(claims_table(result.get("claims", []), f"Claims ({result['elapsed_s']} s)"))
+    from workers.lab.explain import EXPLAIN
+
+    if result["name"] in EXPLAIN:
+        console.print(f"[bold]Why[/bold]  {escape(EXPLAIN[result['name']])}", highlight=False)
+        console.print(f"Code: `mplab lab show {escape(result['name'])}`", style="dim", highlight=False)
 
 
 def _dict_table(title: str, rows: list[dict[str, Any]]) -> Table:

@@ -105,3 +105,21 @@ def test_every_numeric_param_has_a_finite_documented_range() -> None:
             lo, hi = exp.limits[key]
             assert math.isfinite(lo) and math.isfinite(hi) and lo <= default <= hi, (exp.name, key)
             assert f"({lo if not float(lo).is_integer() else int(lo)}.." in exp.describe_param(key)
+
+
+def test_show_prints_explanation_and_the_code_that_runs() -> None:
+    res = runner.invoke(app, ["show", "start-methods"])
+    assert res.exit_code == 0, res.output
+    flat = " ".join(res.output.split())
+    assert "has finished its bootstrapping phase" in flat and "frozen to produce an executable" in flat
+    assert "def start_methods(lab: Lab)" in res.output and "repeats=5 (1..50)" in flat
+    assert "forkserver the default" in " ".join(runner.invoke(app, ["show", "fork"]).output.split())
+    assert runner.invoke(app, ["show", "nosuch"]).exit_code == 2
+
+
+def test_markup_in_experiment_text_is_printed_verbatim() -> None:
+    res = runner.invoke(app, ["run", "subprocess"])
+    assert res.exit_code == 0, res.output
+    flat = " ".join(res.output.split())
+    assert "run([python, '--version'], capture_output=True)" in flat
+    assert "Popen([python, '-i']) fed 7 lines" in flat
