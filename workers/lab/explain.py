@@ -78,7 +78,8 @@ EXPLAIN: dict[str, str] = {
         "before the current process has finished its bootstrapping phase. This probably means that you are "
         "not using fork to start your child processes and you have forgotten to use the proper idiom in the "
         "main module: if __name__ == '__main__': freeze_support() ... The \"freeze_support()\" line can be "
-        "omitted if the program is not going to be frozen to produce an executable. Everything sent to a spawn/forkserver child must be picklable: module-level "
+        "omitted if the program is not going to be frozen to produce an executable. Everything sent to a "
+        "spawn/forkserver child must be picklable: module-level "
         "functions yes; lambdas, nested functions, locks taken from elsewhere no. macOS uses spawn since 3.8, "
         "Linux forkserver since 3.14."
     ),
