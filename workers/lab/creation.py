@@ -124,6 +124,19 @@ def fork(lab: Lab) -> None:
             f"memory grew from {before / 2**20:.1f} to {after / 2**20:.1f} MiB only when it wrote the pages",
             "5.1.3",
         )
+    if size:
+        light = before < 0.25 * size
+        rep.claim(
+            "fork uses a lot of memory (内存使用量较大), even with copy-on-write",
+            "wrong" if light else "holds",
+            f"right after fork the child's unique memory (USS) was {before / 2**20:.1f} MiB while the parent held "
+            f"{lab.p('mb')} MiB: the pages are shared until written; a child that writes all of them costs a full "
+            f"copy ({after / 2**20:.1f} MiB here), so the cost is what children write, not the fork"
+            if light
+            else f"right after fork the child's unique memory was already {before / 2**20:.1f} MiB of the "
+            f"{lab.p('mb')} MiB the parent held",
+            "5.1.3",
+        )
     rep.claim(
         "without wait()/waitpid() the forked child becomes a zombie",
         "holds" if zombie == "zombie" else "wrong",

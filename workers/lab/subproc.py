@@ -95,6 +95,19 @@ def subprocess_exp(lab: Lab) -> None:
             "stderr": exc.stderr.strip().splitlines()[-1],
         }
     rep.event(f"run(check=True) on a failing program -> {failed}")
+    listing = subprocess.run(["ls", "/nonexistent/directory"], capture_output=True, text=True)
+    by_hand = {"returncode": listing.returncode, "stderr": listing.stderr.strip()}
+    rep.event(f"run(['ls', '/nonexistent/directory']) without check: {by_hand}")
+    rep.measure("returncode_by_hand", by_hand)
+    rep.claim(
+        "checking result.returncode by hand detects a failed command (no exception is raised)",
+        "holds" if listing.returncode != 0 and listing.stderr else "wrong",
+        f"run() returned normally with returncode {listing.returncode} and stderr {by_hand['stderr']!r}: the "
+        "failure is visible only to code that checks returncode (or passes check=True)"
+        if listing.returncode != 0
+        else "ls of a missing directory returned 0",
+        "7.2.4",
+    )
     gap = 0.05
     flushed = _stream(LINES.format(flush=", flush=True", gap=gap))
     buffered = _stream(LINES.format(flush="", gap=gap))
