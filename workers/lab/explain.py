@@ -134,6 +134,33 @@ EXPLAIN: dict[str, str] = {
         "itself; a grandchild it started survives and may hold the output pipe open, so start such commands in "
         "a new session and kill the whole group (os.killpg)."
     ),
+    "many-writers": (
+        "A Queue's put() writes each message whole under a lock, so many writers never interleave; one Pipe end "
+        "has no lock, and several processes writing large messages interleave their bytes: the reader gets "
+        "garbled messages or a broken stream."
+    ),
+    "lock-cost": (
+        "value += 1 is read, add, write: another process can slip in between, and updates are lost. A Lock makes "
+        "every update count, at a price per acquire/release: the '中' of the chapter's table."
+    ),
+    "pool-reuse": (
+        "A Pool's size is the cap on tasks running at once; tasks are handed to the existing workers one after "
+        "another, no process is created per task."
+    ),
+    "imap-memory": (
+        "map() turns the input into a list and collects every result before it returns; imap() hands results "
+        "out as they come, so a consumer that handles them one by one keeps only a few in memory."
+    ),
+    "many-zombies": (
+        "A zombie holds no memory, but it holds a PID and a process-table entry, and it counts against the "
+        "user's process limit (RLIMIT_NPROC). A parent that never reaps piles them up until fork() is refused. "
+        "root is exempt from RLIMIT_NPROC."
+    ),
+    "sigchld": (
+        "The kernel sends SIGCHLD to a parent when a child ends. Reap in the handler with waitpid(-1, WNOHANG) in "
+        "a loop (several exits may arrive as one signal); or set SIGCHLD to SIG_IGN and the kernel reaps for you, "
+        "leaving no exit status to read."
+    ),
 }
 """Why each experiment behaves as it does (English)."""
 

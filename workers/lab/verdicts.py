@@ -34,26 +34,32 @@ class Claim(TypedDict):
 
 
 class Summary(TypedDict):
-    """Counts per verdict for a whole run and per chapter section; the experiments that failed."""
+    """Counts per verdict of the chapter's claims, for a whole run and per chapter section; the edge cases'
+    counts apart (they never count against the chapter); the experiments that failed."""
 
     verdicts: dict[str, int]
     sections: dict[str, dict[str, int]]
+    edge: dict[str, int]
     errors: list[str]
 
 
 def summarize(results: list[dict[str, object]]) -> Summary:
     """Count the verdicts of several experiment results, overall and per top-level chapter section."""
     overall: dict[str, int] = {}
+    edge: dict[str, int] = {}
     sections: dict[str, dict[str, int]] = {}
     errors = [str(r["name"]) for r in results if "error" in r]
     for r in results:
         for c in r.get("claims", []) or []:  # type: ignore[attr-defined]
+            if c.get("scope") == "edge":
+                edge[c["verdict"]] = edge.get(c["verdict"], 0) + 1
+                continue
             top = str(c["section"]).split(".")[0]
             overall[c["verdict"]] = overall.get(c["verdict"], 0) + 1
             per = sections.setdefault(top, {})
             per[c["verdict"]] = per.get(c["verdict"], 0) + 1
     ordered = dict(sorted(sections.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 99))
-    return {"verdicts": overall, "sections": ordered, "errors": errors}
+    return {"verdicts": overall, "sections": ordered, "edge": edge, "errors": errors}
 
 
 def interleaved(fns: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
