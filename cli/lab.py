@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
@@ -14,18 +16,36 @@ from rich.table import Table
 import workers.lab as lab
 from cli.base import console, err_console, new_app, print_json, settings_of
 from cli.lab_render import LANGS, Words, default_lang, render, render_all, translate
-from workers.errors import ConfigError, NotFound
+from workers.errors import ConfigError, LabError, NotFound
 from workers.lab.verdicts import summarize
 
 app = new_app(
     "The chapter's sections as runnable experiments: each shows the phenomenon on this machine "
-    "(pids, states, timings) and gives a verdict on the chapter's claims: holds, wrong, outdated."
+    "(pids, states, timings) and gives a verdict on the chapter's claims: holds, wrong, outdated, too close "
+    "to call, or not measured here (with the reason)."
 )
 
 LangOption = Annotated[
     str | None,
     typer.Option("--lang", help="en or zh (default: zh when the locale, e.g. LANG=zh_CN.UTF-8, is Chinese)."),
 ]
+
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _markup_safe(fn: F) -> F:
+    """Error messages quote what the user typed; cli.base prints them as rich markup, so escape them here
+    (a value such as `[/bold]x` would otherwise crash the printing itself)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except LabError as exc:
+            raise type(exc)(escape(str(exc))) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _lang(given: str | None) -> str:
@@ -50,6 +70,7 @@ def parse_params(items: list[str] | None) -> dict[str, str]:
 
 
 @app.command("list")
+@_markup_safe
 def list_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
     lang_opt: LangOption = None,
@@ -79,6 +100,7 @@ def list_cmd(
 
 
 @app.command("show")
+@_markup_safe
 def show_cmd(
     name: Annotated[str, typer.Argument(help="Experiment name (see `mplab lab list`).")],
     lang_opt: LangOption = None,
@@ -104,6 +126,7 @@ def show_cmd(
 
 
 @app.command("run")
+@_markup_safe
 def run_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="Experiment name (see `mplab lab list`), or `all`.")],
