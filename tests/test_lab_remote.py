@@ -108,9 +108,20 @@ def test_run_all_via_rq_gives_the_local_verdicts(nodes: Nodes, redis_url: str) -
     assert all("error" not in r for r in there["results"]), [r.get("error") for r in there["results"]]
     assert all(r["ran_on"]["node"] == "lab-c" for r in there["results"])
     assert sum(here["summary"]["verdicts"].values()) > 60
+    differ = []
     for a, b in zip(here["results"], there["results"], strict=True):
         assert [c["claim"] for c in a["claims"]] == [c["claim"] for c in b["claims"]], a["name"]
         for ca, cb in zip(a["claims"], b["claims"], strict=True):
             same = ca["verdict"] == cb["verdict"]
             noise = ca.get("speed") and (ca["verdict"], cb["verdict"]) in NEIGHBOURS
-            assert same or noise, (a["name"], ca["claim"], ca["verdict"], cb["verdict"], cb["evidence"])
+            if not (same or noise):
+                differ.append((a["name"], ca["claim"], cb["verdict"], cb["evidence"]))
+    # a timing-sensitive claim may differ between two local runs on a loaded machine too: a difference
+    # counts against --via rq only if running the experiment here again never gives the node's verdict
+    settings = Settings(redis_url=redis_url)
+    light = dict(item.split("=") for item in LIGHT[1::2])
+    for name, claim, remote_verdict, evidence in differ:
+        mine = {k: v for k, v in light.items() if k in lab.get(name).params}
+        again = [lab.run(name, mine, settings)["claims"] for _ in range(2)]
+        verdicts = {c["verdict"] for claims in again for c in claims if c["claim"] == claim}
+        assert remote_verdict in verdicts, (name, claim, remote_verdict, verdicts, evidence)

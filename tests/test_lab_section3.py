@@ -40,7 +40,8 @@ def test_states_psutil_sees_sleeping_running_stopped_zombie(tmp_path: Path, meth
     assert all("running" in m["sampled_statuses"][f"busy-{i}"] for i in range(m["busy_children"]))
     assert m["stopped_status"] == "stopped"
     assert m["zombie_status"] == "zombie"
-    assert verdict(r, "Running -> end") == "wrong"
+    assert verdict(r, "Running -> end") == "holds"  # it stopped running; the zombie is section 4.2's matter
+    assert verdict(r, "every state a live process can be in") == "wrong"  # edge: 'stopped' exists too
     assert verdict(r, "Blocked and gets no CPU") == "holds"
     assert m["cpu_share_total"] > 0
 

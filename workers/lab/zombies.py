@@ -75,7 +75,7 @@ def _rss_of_zombie(pid: int) -> str:
     "zombie",
     "4.2",
     "a finished child not yet waited for is a zombie; join() reaps it; a managed helper leaves none",
-    params={"join_timeout": 0.5, "task_s": 0.2},
+    params={"join_timeout": 2.0, "task_s": 0.2},
     limits={"join_timeout": (0.05, 10), "task_s": (0, 5)},
     param_help={
         "join_timeout": "seconds managed_processes() joins each worker before terminate() (chapter: 5)",
@@ -194,6 +194,10 @@ def _zombie_orphaned(lab: Lab) -> None:
     )
 
 
+HANG_TIMEOUT_S = 0.5
+"""join timeout of the edge case with a hanging worker (short: the helper waits this long for it)."""
+
+
 def _managed_case(lab: Lab, durations: tuple[float, ...], timeout: float) -> dict[str, Any]:
     """Workers sleeping `durations` inside the chapter's helper; exit codes, time taken, what was left."""
     ctx = lab.ctx(lab.parentage_method)
@@ -236,14 +240,14 @@ def _managed(lab: Lab) -> None:
         else f"exit codes {chapter['codes']}; left {chapter['left']}",
         "4.2.3",
     )
-    hung = _managed_case(lab, (task_s, task_s, 30.0), timeout)
+    hung = _managed_case(lab, (task_s, task_s, 30.0), HANG_TIMEOUT_S)
     rep.measure("managed_hanging_worker", hung)
     cut = hung["codes"][-1] == -signal.SIGTERM and not hung["left"]
     rep.edge(
         "a worker that outlives the timeout is terminated and reaped by managed_processes()",
         "holds" if cut else "wrong",
-        f"a worker sleeping 30 s was terminated after {timeout} s (exitcode {hung['codes'][-1]}, i.e. SIGTERM) and "
-        f"reaped; nothing left. A worker that ignored SIGTERM would hang the helper's final join(): it has no "
+        f"a worker sleeping 30 s was terminated after {HANG_TIMEOUT_S} s (exitcode {hung['codes'][-1]}, i.e. "
+        f"SIGTERM) and reaped; nothing left. A worker that ignored SIGTERM would hang the helper's final join(): it has no "
         f"kill() fallback"
         if cut
         else f"exit codes {hung['codes']}; left {hung['left']}",
