@@ -247,8 +247,8 @@ def _managed(lab: Lab) -> None:
         "a worker that outlives the timeout is terminated and reaped by managed_processes()",
         "holds" if cut else "wrong",
         f"a worker sleeping 30 s was terminated after {HANG_TIMEOUT_S} s (exitcode {hung['codes'][-1]}, i.e. "
-        f"SIGTERM) and reaped; nothing left. A worker that ignored SIGTERM would hang the helper's final join(): it has no "
-        f"kill() fallback"
+        "SIGTERM) and reaped; nothing left. A worker that ignored SIGTERM would hang the helper's final "
+        "join(): it has no kill() fallback"
         if cut
         else f"exit codes {hung['codes']}; left {hung['left']}",
         "4.2.3",
