@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["all_experiments", "get", "run", "run_many", "MODULES"]
 
 MODULES: tuple[str, ...] = (
-    "identity", "special", "zombies", "reaping", "daemon", "creation", "startup",
+    "identity", "schedulers", "special", "zombies", "reaping", "daemon", "creation", "startup",
     "ipc", "pipes", "sync", "ipc_table", "tickets", "pool", "pool_usage", "subproc",
 )  # fmt: skip
 """Modules under workers.lab that declare experiments (imported on first use)."""

@@ -173,7 +173,7 @@ EXTRA_CODE: dict[str, tuple[str, ...]] = {
     "queue-vs-pipe": ("_unread_sends",),
     "pool-vs-process": ("chapter_task", "_processes", "_pool"),
     "start-methods": ("GUARD_SCRIPT",),
-    "subprocess": ("_chapter_code",),
+    "subprocess": ("_timeouts",),
 }
 """Module-level names shown after an experiment's run function."""
 

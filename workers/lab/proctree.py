@@ -6,6 +6,8 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
+import time
 from typing import Any
 
 from workers.lab.base import kill_and_forget, wait_status
@@ -98,3 +100,42 @@ class ProcessTree:
 def parse_pid(text: str) -> int | None:
     words = text.split()
     return int(words[0]) if words and words[0].isdigit() else None
+
+
+CHAPTER_LONG = "import time; time.sleep(5); print('Done')"
+CHAPTER_STEPS = (
+    "import time\nprint('Starting long task...')\nfor i in range(10):\n"
+    "    print(f'Step {i+1}')\n    time.sleep(1)\nprint('Task completed')"
+)
+
+
+def chapter_timeouts(timeout: float) -> dict[str, Any]:
+    """7.2.4 as the chapter wrote it: run(timeout) on a 5 s sleep; Popen, communicate(timeout), kill(), communicate."""
+    start = time.perf_counter()
+    try:
+        subprocess.run([sys.executable, "-c", CHAPTER_LONG], timeout=timeout, capture_output=True, text=True)
+        run_raised = False
+    except subprocess.TimeoutExpired:
+        run_raised = True
+    run_s = time.perf_counter() - start
+    with subprocess.Popen(
+        [sys.executable, "-c", CHAPTER_STEPS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as p:
+        try:
+            p.communicate(timeout=timeout)
+            popen_raised = False
+        except subprocess.TimeoutExpired:
+            popen_raised = True
+        p.kill()
+        killed = time.perf_counter()
+        out, _ = p.communicate()
+        after_kill = time.perf_counter() - killed
+    return {
+        "timeout": timeout,
+        "run_raised": run_raised,
+        "run_s": round(run_s, 3),
+        "popen_raised": popen_raised,
+        "returncode": p.returncode,
+        "after_kill_s": round(after_kill, 3),
+        "lines": len(out.splitlines()),
+    }

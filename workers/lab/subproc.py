@@ -10,7 +10,14 @@ from typing import Any
 
 from workers.errors import LabError
 from workers.lab.base import Lab, experiment, status_of, wait_status
-from workers.lab.proctree import SPAWNS_GRANDCHILD, ProcessTree, kill_tree_on_timeout, parse_pid, text_of
+from workers.lab.proctree import (
+    SPAWNS_GRANDCHILD,
+    ProcessTree,
+    chapter_timeouts,
+    kill_tree_on_timeout,
+    parse_pid,
+    text_of,
+)
 
 PY = sys.executable
 
@@ -158,47 +165,10 @@ def _popen_zombie() -> tuple[str, str]:
 def _timeouts(lab: Lab) -> dict[str, Any]:
     timeout = float(lab.p("timeout_s"))
     return {
-        "chapter_code": _chapter_code(timeout),
+        "chapter_code": chapter_timeouts(timeout),
         "run_timeout": _run_timeout(lab, timeout),
         "chapter_popen": _chapter_popen(lab, timeout),
         "killpg": _killpg_case(lab, timeout),
-    }
-
-
-CHAPTER_LONG = "import time; time.sleep(5); print('Done')"
-CHAPTER_STEPS = (
-    "import time\nprint('Starting long task...')\nfor i in range(10):\n"
-    "    print(f'Step {i+1}')\n    time.sleep(1)\nprint('Task completed')"
-)
-
-
-def _chapter_code(timeout: float) -> dict[str, Any]:
-    """7.2.4 as the chapter wrote it: run(timeout) on a 5 s sleep; Popen, communicate(timeout), kill(), communicate."""
-    start = time.perf_counter()
-    try:
-        subprocess.run([PY, "-c", CHAPTER_LONG], timeout=timeout, capture_output=True, text=True)
-        run_raised = False
-    except subprocess.TimeoutExpired:
-        run_raised = True
-    run_s = time.perf_counter() - start
-    with subprocess.Popen([PY, "-c", CHAPTER_STEPS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
-        try:
-            p.communicate(timeout=timeout)
-            popen_raised = False
-        except subprocess.TimeoutExpired:
-            popen_raised = True
-        p.kill()
-        killed = time.perf_counter()
-        out, _ = p.communicate()
-        after_kill = time.perf_counter() - killed
-    return {
-        "timeout": timeout,
-        "run_raised": run_raised,
-        "run_s": round(run_s, 3),
-        "popen_raised": popen_raised,
-        "returncode": p.returncode,
-        "after_kill_s": round(after_kill, 3),
-        "lines": len(out.splitlines()),
     }
 
 
