@@ -28,3 +28,14 @@ def test_speed_verdicts_identical_across_runs(tmp_path: Path, name: str, params:
     seen = [_speed_verdicts(run(name, tmp_path, **params)) for _ in range(RUNS)]
     assert seen[0], "the experiment has speed claims"
     assert all(s == seen[0] for s in seen), seen
+
+
+def test_noise_never_turns_a_speed_claim_around() -> None:
+    """Load only makes runs slower: a side whose runs are mostly inflated is too close to call, not 'faster'."""
+    from workers.lab.verdicts import faster, speed_verdict
+
+    assert faster([1.0, 1.1, 1.0], [2.0, 2.1, 2.0]) == "a"
+    assert faster([2.0, 2.1, 2.0], [1.0, 1.1, 1.0]) == "b"
+    # the fast side hit by load in two rounds of three: it lost those rounds, but it is not slower
+    assert faster([6.4, 153.0, 257.0], [97.0, 100.0, 190.0]) == "tie"
+    assert speed_verdict([1.0, 1.5, 1.0, 1.0], [1.2, 1.1, 1.3, 1.2]) == "too-close"
