@@ -1,10 +1,10 @@
 """Verdicts: the words the lab may use about a claim, the record of one, and how speed claims are decided.
 
 A speed claim ("A is faster than B") is decided on repetitions measured in rounds (A, B; B, A; ...), so
-that both sides of a round see the same load on the machine. Load only ever makes a run slower, so a
-noisy machine must never be able to turn a claim around: A is clearly faster only when it beat B in
-every round but one (one in four from 8 rounds on) *and* its median run beat B's best run; the reverse
-for B; anything else is *too close to call*.
+that both sides of a round see the same load on the machine. A is clearly faster when three views agree:
+it beat B in every round but one (one in four from 8 rounds on), its median run beat B's median run, and
+its best run beat B's best run. Load only ever makes runs slower, so it cannot make the slower side's
+best run the faster one: noise can blur a claim into *too close to call*, never turn it around.
 """
 
 from __future__ import annotations
@@ -84,12 +84,13 @@ def wins(a: list[float], b: list[float]) -> int:
 
 
 def faster(a: list[float], b: list[float]) -> Literal["a", "b", "tie"]:
-    """Which of two paired samples (lower is better) is clearly faster: all rounds but a few, and median < best."""
+    """Which of two paired samples (lower is better) is clearly faster: rounds, medians and bests agree."""
     rounds = len(a)
     need = max(rounds - max(1, rounds // 4), rounds // 2 + 1)
-    if wins(a, b) >= need and statistics.median(a) < min(b):
+    med_a, med_b = statistics.median(a), statistics.median(b)
+    if wins(a, b) >= need and med_a < med_b and min(a) < min(b):
         return "a"
-    if wins(b, a) >= need and statistics.median(b) < min(a):
+    if wins(b, a) >= need and med_b < med_a and min(b) < min(a):
         return "b"
     return "tie"
 
