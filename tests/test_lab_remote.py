@@ -91,13 +91,17 @@ def test_node_killed_mid_run_keeps_earlier_results(nodes: Nodes, redis_url: str,
     thread.start()
     try:
         with remote_runner(settings, timeout=60, node_gone_s=1) as run:
-            results = lab.run_many(["identity", "states"], {"spin_s": 8, "busy": 1}, settings, runner=run)
+            started = time.monotonic()
+            results = lab.run_many(["identity", "states", "isolation"], {"spin_s": 8, "busy": 1}, settings, runner=run)
+            took = time.monotonic() - started
     finally:
         thread.join()
         node.wait(10)
         client.close()
     assert "error" not in results[0] and results[0]["claims"], results[0]
     assert "went silent" in results[1]["error"], results[1]
+    assert "no worker node is listening" in results[2]["error"], results[2]  # at once, not after another wait
+    assert took < 40, took
 
 
 NEIGHBOURS = {("holds", "too-close"), ("too-close", "wrong"), ("too-close", "holds"), ("wrong", "too-close")}

@@ -51,9 +51,13 @@ def remote_runner(
 
     with redis_for(settings.redis_url, settings.state_dir) as (url, where):
         conn = connect(url)
-        try:
+
+        def check_nodes() -> None:
             if not [n for n in read_nodes(conn) if not n["stale"]]:
                 raise LabError(f"no worker node is listening on {where}: start one with `mplab worker`")
+
+        try:
+            check_nodes()
             queue_name = "default" if "default" in settings.queues else settings.queues[0]
             from rq.serializers import JSONSerializer
 
@@ -65,6 +69,7 @@ def remote_runner(
                 check_runs_in_node(name)
                 lab.get(name).parse_params(params)  # bad params fail here (exit 2), not on the node
                 try:
+                    check_nodes()  # after a node died, the next experiments fail at once, not after a wait
                     result: dict[str, Any] = _submit_and_wait(queue, settings, name, params, timeout, node_gone_s)
                     return result
                 except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
