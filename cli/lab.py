@@ -76,7 +76,7 @@ def list_cmd(
     lang_opt: LangOption = None,
 ) -> None:
     """Experiments with their chapter section, description and parameters."""
-    _lang(lang_opt)
+    words = Words(_lang(lang_opt))
     exps = lab.all_experiments()
     if json_out:
         print_json([
@@ -90,7 +90,7 @@ def list_cmd(
         table.add_column(col, overflow="fold")
     for e in exps:
         params = "\n".join(e.describe_param(k).split(":")[0] for k in e.params)
-        table.add_row(e.name, e.section, escape(e.description), escape(params))
+        table.add_row(e.name, e.section, escape(words.description(e.name, e.description)), escape(params))
     console.print(table)
     console.print(
         "Run one with `mplab lab run NAME [-p key=value]`, or all with `mplab lab run all`; "
@@ -114,7 +114,7 @@ def show_cmd(
     exp = lab.get(_known(name))
     shown = show(exp.name)
     console.rule(f"[bold]{escape(exp.name)}[/bold]  §{escape(exp.section)}")
-    console.print(escape(exp.description), style="bold", highlight=False)
+    console.print(escape(words.description(exp.name, exp.description)), style="bold", highlight=False)
     console.print(escape(words.why(exp.name) or shown.explanation), highlight=False)
     if exp.params:
         console.print(f"[bold]{words.ui('Parameters')}[/bold] (-p key=value)")

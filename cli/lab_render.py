@@ -42,6 +42,9 @@ class Words:
     def claim(self, text: str) -> str:
         return zh.claim(text) if self.zh else text
 
+    def description(self, name: str, english: str) -> str:
+        return zh.DESCRIPTIONS.get(name, english) if self.zh else english
+
     def why(self, name: str) -> str | None:
         return (zh.EXPLAIN.get(name) or EXPLAIN.get(name)) if self.zh else EXPLAIN.get(name)
 

@@ -51,7 +51,7 @@ def test_every_claim_verdict_and_explanation_has_chinese() -> None:
     assert sorted(texts - set(zh.CLAIMS)) == []
     assert set(VERDICTS) == set(zh.VERDICTS)
     names = {e.name for e in lab.all_experiments()}
-    assert names <= set(zh.EXPLAIN) and names <= set(explain.EXPLAIN)
+    assert names <= set(zh.EXPLAIN) and names <= set(explain.EXPLAIN) and names <= set(zh.DESCRIPTIONS)
 
 
 def test_lang_zh_output(tmp_path: Path) -> None:

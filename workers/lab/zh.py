@@ -272,3 +272,33 @@ CLAIMS: dict[str, str] = {
 def claim(text: str) -> str:
     """The Chinese for a claim (the English if there is none)."""
     return CLAIMS.get(text, text)
+
+
+DESCRIPTIONS: dict[str, str] = {
+    "identity": "父进程和子进程的 pid/ppid（os.getpid、os.getppid）",
+    "states": "psutil 看到的进程状态：running（就绪或运行）、sleeping（阻塞）、stopped、zombie",
+    "scheduling": "在同一组作业上模拟 FCFS/SJF/RR/MFQ（平均等待/周转时间），以及作为多级队列的 RQ high/default/low",
+    "orphan": "父进程死后子进程被重新收养：交给 PID 1 或最近的收割者；由谁回收它",
+    "zombie": "结束但未被等待的子进程是僵尸；join() 回收它；教材的 managed_processes() 不留僵尸",
+    "many-zombies": "从不 wait 的父进程积累僵尸：每个占一个 PID；有进程数上限时 fork() 被拒绝",
+    "sigchld": "子进程结束时操作系统发送 SIGCHLD：在处理函数里回收不留僵尸；SIG_IGN 让内核代为回收",
+    "daemon": "父进程退出时守护子进程被终止，且守护进程不能再有子进程",
+    "fork": "os.fork：父子进程中的返回值、写时复制隔离、waitpid（没有 fork 时明确拒绝）",
+    "process-api": "start/join(timeout)/terminate/kill/is_alive/exitcode/name/pid，run 与 start，args/kwargs 错误",
+    "subclass": "重写 run() 的 Process 子类；之后父进程中它的属性是什么样子",
+    "start-methods": "fork/spawn/forkserver 的启动开销，spawn/forkserver 为何需要 __main__ 保护，默认方式",
+    "isolation": "十个子进程各减一次全局变量：各改各的副本，父进程仍是 100",
+    "queue": "Queue 的生产者/消费者与哨兵、工作进程组：每条数据是否恰好被消费一次？",
+    "pipe": "Pipe 单向与双工、消息顺序、关闭时的 EOF、两个写者共用一端",
+    "queue-vs-pipe": "实测 Queue 与 Pipe：往返延迟、100 B 与 1 MiB 消息的吞吐",
+    "many-writers": "多个进程同时写大消息：一个 Queue（有锁）对比一个 Pipe 端（无锁）",
+    "lock-cost": "多个进程不加锁/加锁累加同一个计数器：丢失的更新，以及锁的代价",
+    "lock": "教材的购票程序，不加锁与加锁（见 `mplab tickets local`）",
+    "ipc-table": "实测 IPC 对比表：Queue、SimpleQueue、Pipe、Value/Array、Manager、socket、经 TCP 的 Redis",
+    "pool-methods": "map、map_async、apply、apply_async（callback、error_callback）、imap、imap_unordered、starmap，带计时",
+    "pool-reuse": "进程池同时最多运行 processes 个任务，并且所有任务都复用同一批工作进程",
+    "imap-memory": "对大的可迭代对象用 map() 与 imap()：逐个消费结果时父进程的内存峰值",
+    "pool-vs-process": "进程池对比每个任务一个 Process：多批小任务、一批重任务，以及交叉点",
+    "subprocess": "run（捕获/输入/check/超时）、Popen 流式读取与标准输入、程序不存在、结束整个进程树",
+}
+"""What each experiment shows, in Chinese (for `lab list` and `lab show`)."""
