@@ -10,6 +10,8 @@ import inspect
 import sys
 from dataclasses import dataclass
 
+from workers.lab import coverage_text
+
 EXPLAIN: dict[str, str] = {
     "identity": (
         "Every process has a PID; os.getppid() names its parent. A child created with fork (or spawn) is the "
@@ -176,6 +178,9 @@ EXTRA_CODE: dict[str, tuple[str, ...]] = {
     "subprocess": ("_timeouts",),
 }
 """Module-level names shown after an experiment's run function."""
+
+EXPLAIN.update(coverage_text.EXPLAIN)
+EXTRA_CODE.update(coverage_text.EXTRA_CODE)
 
 
 @dataclass(frozen=True)

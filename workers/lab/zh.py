@@ -6,6 +6,8 @@ English, and a test keeps every claim and explanation covered.
 
 from __future__ import annotations
 
+from workers.lab import coverage_text
+
 VERDICTS: dict[str, str] = {
     "holds": "成立",
     "wrong": "不成立",
@@ -267,6 +269,9 @@ CLAIMS: dict[str, str] = {
     "a zombie holds no memory, only its process-table entry": "僵尸不占内存，只占进程表项",
 }  # fmt: skip
 """Every claim the lab judges, in Chinese (keyed by its English text)."""
+
+EXPLAIN.update(coverage_text.EXPLAIN_ZH)
+CLAIMS.update(coverage_text.CLAIMS_ZH)
 
 
 def claim(text: str) -> str:
