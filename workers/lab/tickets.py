@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from workers.lab.base import Lab, experiment
-from workers.tickets import engine
+from workers.tickets import local
+from workers.tickets.records import SaleSpec
 
 
 @experiment(
@@ -26,7 +27,7 @@ def lock(lab: Lab) -> None:
         # the sale's ticket file and ledger go to a throw-away state dir: the lab leaves no sale behind
         with tempfile.TemporaryDirectory(prefix="mplab-lab-lock-") as tmp:
             settings = lab.settings.with_(state_dir=Path(tmp))
-            res = engine.run_local(settings, stock=stock, buyers=buyers, mode=mode, window=window)
+            res = local.run(settings, SaleSpec(mode=mode, stock=stock, buyers=buyers, window=window))
         s = res["summary"]
         out[mode] = {k: s.get(k) for k in ("sold", "oversold", "final_counter", "lost_updates", "seats_sold_twice")}
         rep.event(f"{mode:6}: {buyers} buyer processes, {stock} tickets -> {out[mode]}")

@@ -23,7 +23,6 @@ from workers.settings import Settings, machine_facts
 from workers.tickets import store_redis
 from workers.tickets.node_job import BUY
 from workers.tickets.records import (
-    DEFAULT_NETWORK_WINDOW,
     DEFAULT_WAIT_TIMEOUT,
     NETWORK_MAX_BUYERS,
     JobStates,
@@ -34,9 +33,6 @@ from workers.tickets.records import (
     check_wait_timeout,
     new_sale_id,
 )
-
-DEFAULT_WINDOW = DEFAULT_NETWORK_WINDOW
-"""Compatibility name for `workers/compare/tickets.py` (use `records.DEFAULT_NETWORK_WINDOW`)."""
 
 BARRIER_TIMEOUT = 3.0
 """Seconds a networked buyer waits at the start barrier for its party before going on alone."""
