@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, is_dataclass
+from enum import StrEnum
+from typing import Annotated, Any
 
+import redis
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from workers.errors import LabError
+from workers.errors import LabError, map_errors
+from workers.redis_server import connect, redis_for
 from workers.settings import Settings
 
 console = Console()
@@ -30,7 +36,8 @@ class LabGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context
         try:
-            return super().invoke(ctx)
+            with map_errors():  # redis-py and registry exceptions become leaves of the error tree here
+                return super().invoke(ctx)
         except LabError as exc:
             raise fail(str(exc), exc.exit_code) from None
         except KeyboardInterrupt:
@@ -65,7 +72,56 @@ def settings_of(ctx: typer.Context) -> Settings:
     return obj
 
 
-def print_json(data: Any) -> None:
-    """Machine-readable output on stdout, nothing else."""
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+def print_json(data: Any, *, one_line: bool = False) -> None:
+    """Machine-readable output on stdout, nothing else (dataclass records become objects, typed)."""
+    if is_dataclass(data) and not isinstance(data, type):
+        data = asdict(data)
+    elif isinstance(data, list):
+        data = [asdict(x) if is_dataclass(x) and not isinstance(x, type) else x for x in data]
+    text = json.dumps(data, indent=None if one_line else 2, sort_keys=True, default=str)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only (typed: numbers as numbers).")]
+
+EXIT_CODES = "Exit codes: 0 success, 1 failure or not found, 2 usage error (bad option or value), 130 interrupted."
+
+
+def finite(value: float | None) -> float | None:
+    """Option callback: NaN and infinities are usage errors (click's ranges let NaN through)."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+class StartMethod(StrEnum):
+    """How multiprocessing starts processes."""
+
+    fork = "fork"
+    forkserver = "forkserver"
+    spawn = "spawn"
+
+
+@dataclass
+class Conn:
+    """The Redis a command talks to, resolved once: its client, URL and a description for humans."""
+
+    client: redis.Redis
+    url: str
+    where: str
+
+
+@contextlib.contextmanager
+def open_redis(ctx: typer.Context, needs: str | None = None) -> Iterator[Conn]:
+    """Resolve Redis once for a command: --redis-url, the `redis up` server, or (unless `needs` says what
+    requires a shared one) an embedded server for this command only; closed and stopped afterwards."""
+    settings = settings_of(ctx)
+    with redis_for(settings.redis_url, settings.state_dir, shared_for=needs) as (url, where):
+        client = connect(url)
+        try:
+            yield Conn(client, url, where)
+        finally:
+            client.close()

@@ -11,10 +11,18 @@ from typing import Annotated, Any
 import typer
 from typer.exceptions import TyperException
 
-from cli import compare, jobs, lab, node, redis_cmd, tickets
-from cli.base import LabGroup, err_console
-from workers.errors import ConfigError
-from workers.settings import Settings, parse_queues
+from cli import compare, jobctl, lab, node, redis_cmd, status, submit, tickets
+from cli.base import EXIT_CODES, LabGroup, StartMethod, err_console
+from workers.settings import Settings
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"mplab {version('mplab')}")
+        raise typer.Exit()
+
 
 app = typer.Typer(
     name="mplab",
@@ -23,6 +31,7 @@ app = typer.Typer(
         "A multiprocessing lab: the chapter's experiments on this machine, and the same workloads "
         "through Redis/RQ worker nodes, measured side by side."
     ),
+    epilog=EXIT_CODES + " Shell completion: `mplab --install-completion` (bash, zsh, fish).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -47,10 +56,10 @@ def main_options(
         typer.Option(envvar="MPLAB_QUEUES", help="Queue names in priority order.", show_default="high,default,low"),
     ] = None,
     start_method: Annotated[
-        str | None,
+        StartMethod | None,
         typer.Option(
             envvar="MPLAB_START_METHOD",
-            help="fork, forkserver or spawn.",
+            help="How multiprocessing starts processes.",
             show_default="the platform's default",
         ),
     ] = None,
@@ -58,29 +67,29 @@ def main_options(
         Path | None,
         typer.Option(envvar="MPLAB_STATE_DIR", help="Where `mplab redis up` records its server."),
     ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Build the one Settings object from options and environment; commands read it from the context."""
-    changes: dict[str, Any] = {"redis_url": redis_url or None}
-    if queues is not None:
-        changes["queues"] = parse_queues(queues)
-    if start_method is not None:
-        changes["start_method"] = start_method
-    if state_dir is not None:
-        changes["state_dir"] = state_dir
-    pool_env = os.environ.get("MPLAB_POOL")
-    if pool_env:
-        try:
-            changes["pool_size"] = int(pool_env)
-        except ValueError:
-            raise ConfigError(f"MPLAB_POOL must be an integer, got {pool_env!r}") from None
-    ctx.obj = Settings(**changes)
+    ctx.obj = Settings.from_options(
+        os.environ,
+        redis_url=redis_url,
+        queues=queues,
+        start_method=start_method.value if start_method else None,
+        state_dir=state_dir,
+    )
 
 
 app.add_typer(redis_cmd.app, name="redis")
-app.add_typer(jobs.submit_app, name="submit")
+app.add_typer(submit.app, name="submit")
 app.command("worker")(node.worker)
-app.command("status")(jobs.status)
-app.command("result")(jobs.result)
+app.command("status")(status.status)
+app.command("jobs")(jobctl.jobs)
+app.command("result")(jobctl.result)
+app.command("cancel")(jobctl.cancel)
+app.command("requeue")(jobctl.requeue)
+app.command("purge")(jobctl.purge)
 app.command("compare")(compare.compare)
 app.add_typer(lab.app, name="lab")
 app.add_typer(tickets.app, name="tickets")

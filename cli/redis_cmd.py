@@ -1,17 +1,19 @@
-"""`mplab redis up|down|status`: keep one embedded redis-server running across commands."""
+"""`mplab redis up|down|status|url|env`: keep one embedded redis-server running across commands."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 import typer
 
-from cli.base import console, new_app, print_json, settings_of
-from workers import redis_server
-from workers.errors import NotFound
+from cli.base import JsonOpt, console, err_console, new_app, print_json, settings_of
+from workers import monitor, redis_server
+from workers.errors import InUse, NotFound, RedisUnavailable
+from workers.redis_server import RedisServer
+from workers.settings import Settings
 
 app = new_app("Keep one embedded redis-server running for several commands (nodes, submit, status).")
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 @app.command()
@@ -25,19 +27,62 @@ def up(ctx: typer.Context, json: JsonOpt = False) -> None:
         return
     verb = "started" if started else "already running"
     console.print(f"redis-server {verb}: pid {server.pid}, 127.0.0.1:{server.port} ({server.source} {server.binary})")
-    console.print(f"later mplab commands use it; to use it elsewhere: REDIS_URL={server.url}")
+    console.print("later mplab commands use it; for other tools: `mplab redis url` or `eval $(mplab redis env)`")
+
+
+def _live_nodes(server: RedisServer) -> list[str]:
+    try:
+        with redis_server.connect(server.url) as client:
+            return [str(monitor.field_of(node, "name", "?")) for node in monitor.live_nodes(client)]
+    except RedisUnavailable:
+        return []
 
 
 @app.command()
-def down(ctx: typer.Context, json: JsonOpt = False) -> None:
-    """Stop the server started by `mplab redis up`."""
-    server = redis_server.down(settings_of(ctx).state_dir)
+def down(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Stop it even while worker nodes use it.")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Stop the server started by `mplab redis up` (refused while live nodes are attached, unless --force)."""
+    state_dir = settings_of(ctx).state_dir
+    server = redis_server.read_state(state_dir)
     if server is None:
         raise NotFound("no `mplab redis up` server is running")
+    nodes = _live_nodes(server)
+    if nodes and not force:
+        raise InUse(
+            f"{len(nodes)} live worker node(s) use this server ({', '.join(nodes)}): stop them first, or pass --force"
+        )
+    if nodes:
+        err_console.print(f"[yellow]warning:[/yellow] stopping it under {len(nodes)} live node(s)")
+    stopped = redis_server.down(state_dir)
+    pid = stopped.pid if stopped else server.pid
     if json:
-        print_json({"stopped": server.pid})
+        print_json({"stopped": pid})
     else:
-        console.print(f"stopped redis-server pid {server.pid}")
+        console.print(f"stopped redis-server pid {pid}")
+
+
+def _kept_url(settings: Settings) -> str:
+    if settings.redis_url:
+        return settings.redis_url
+    server = redis_server.read_state(settings.state_dir)
+    if server is None:
+        raise NotFound("no `mplab redis up` server is running (and no --redis-url / REDIS_URL given)")
+    return server.url
+
+
+@app.command()
+def url(ctx: typer.Context) -> None:
+    """Print the full URL (password included) of the kept server, for other tools: rq info -u "$(mplab redis url)"."""
+    console.print(_kept_url(settings_of(ctx)), highlight=False, soft_wrap=True)
+
+
+@app.command()
+def env(ctx: typer.Context) -> None:
+    """Print `export REDIS_URL=...` for the kept server: eval "$(mplab redis env)"."""
+    console.print(f"export REDIS_URL={shlex.quote(_kept_url(settings_of(ctx)))}", highlight=False, soft_wrap=True)
 
 
 @app.command("status")
@@ -47,7 +92,7 @@ def status_(ctx: typer.Context, json: JsonOpt = False) -> None:
     server = redis_server.read_state(settings.state_dir)
     try:
         binary, source = redis_server.find_redis_server()
-    except Exception as exc:  # noqa: BLE001 - reported, not raised: status must always answer
+    except RedisUnavailable as exc:  # reported, not raised: status must always answer
         binary, source = str(exc), "none"
     info = {
         "running": server is not None,

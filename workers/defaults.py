@@ -99,3 +99,34 @@ MAX_PAYLOAD_BYTES = 8 * 2**20
 
 MAX_RESULT_BYTES = 32 * 2**20
 """Largest serialized batch result a node writes back to Redis, in bytes."""
+
+# -- submit / status / jobs limits (issue 8): every option of the job client's commands has a finite range --
+MAX_TASKS = 100_000
+"""Most tasks one `submit` may enqueue."""
+
+MAX_TASK_SIZE = 10**9
+"""Largest n of the CPU task sum(i*i for i in range(n)) (~30 s of one core; 10**12 would take hours)."""
+
+MAX_JOB_TIMEOUT = 86_400
+"""Longest job timeout a submit may ask for, in seconds (one day)."""
+
+MAX_RESULT_TTL = 30 * 86_400
+"""Longest a result may be kept, in seconds (30 days)."""
+
+MAX_RETRIES = 10
+"""Most automatic retries of a failed job (RQ's Retry)."""
+
+MAX_RETRY_INTERVAL = 3_600
+"""Longest pause between two retries, in seconds."""
+
+MAX_WAIT = 86_400
+"""Longest `--timeout` a waiting command may take, in seconds (one day)."""
+
+WAIT_TIMEOUT = 600
+"""Seconds `submit --wait` waits for its jobs by default."""
+
+MAX_LIST = 10_000
+"""Most jobs `mplab jobs` lists in one call."""
+
+WATCH_INTERVAL = 1.0
+"""Seconds between two refreshes of `mplab status --watch`."""

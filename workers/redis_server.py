@@ -222,15 +222,33 @@ def _alive(pid: int) -> bool:
 
 
 def up(state_dir: Path) -> tuple[RedisServer, bool]:
-    """Start a detached server and record it; returns (server, started_now)."""
+    """Start a detached server and record it; returns (server, started_now).
+
+    The state file is made writable first, and the server is stopped again if it cannot be recorded:
+    a server nobody knows of must never be left running.
+    """
     existing = read_state(state_dir)
     if existing is not None:
         return existing, False
-    server, proc = start_server(tied_to_parent=False)
-    state_dir.mkdir(parents=True, exist_ok=True)
     path = state_file(state_dir)
-    path.write_text(json.dumps(server.info()))
-    path.chmod(0o600)  # it holds the password
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.chmod(0o600)  # it will hold the password
+    except OSError as exc:
+        raise ConfigError(f"cannot write the state file {path}: {exc.strerror or exc}") from None
+    try:
+        server, proc = start_server(tied_to_parent=False)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    try:
+        path.write_text(json.dumps(server.info()))
+    except BaseException:
+        _stop_process(proc)
+        shutil.rmtree(server.workdir, ignore_errors=True)
+        path.unlink(missing_ok=True)
+        raise
     # The server outlives this command by design; it is reaped by init once we exit.
     proc.returncode = 0  # stop Popen.__del__ from warning about a running child
     return server, True

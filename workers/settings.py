@@ -5,8 +5,10 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import platform
+import re
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ from workers import defaults
 from workers.errors import ConfigError
 
 START_METHODS = ("fork", "forkserver", "spawn")
+QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
+"""A queue name: 1-100 characters of letters, digits and `_ . : -`, starting with a letter or digit."""
 
 
 def default_pool_size() -> int:
@@ -49,18 +53,46 @@ class Settings:
     grace_period: float = defaults.GRACE_PERIOD
 
     def __post_init__(self) -> None:
-        if self.pool_size < 1:
-            raise ConfigError(f"pool size must be >= 1, got {self.pool_size}")
+        if not 1 <= self.pool_size <= defaults.MAX_POOL_SIZE:
+            raise ConfigError(f"pool size must be >= 1 and <= {defaults.MAX_POOL_SIZE}, got {self.pool_size}")
         if self.start_method not in START_METHODS:
             raise ConfigError(f"start method must be one of {', '.join(START_METHODS)}, got {self.start_method!r}")
         if self.start_method not in mp.get_all_start_methods():
             raise ConfigError(f"start method {self.start_method!r} is not available on {sys.platform}")
-        if not self.queues or any(not q or "," in q for q in self.queues):
-            raise ConfigError(f"queues must be non-empty names, got {','.join(self.queues)!r}")
+        if not self.queues:
+            raise ConfigError("queues must be non-empty names, got ''")
+        for name in self.queues:
+            check_queue_name(name)
         if self.grace_period < 0:
             raise ConfigError(f"grace period must be >= 0 seconds, got {self.grace_period}")
         if self.redis_url is not None:
             check_redis_url(self.redis_url)
+
+    @classmethod
+    def from_options(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        redis_url: str | None = None,
+        queues: str | None = None,
+        start_method: str | None = None,
+        state_dir: Path | None = None,
+    ) -> Settings:
+        """Settings from the CLI's global options, and `environ` for what has no option (MPLAB_POOL)."""
+        changes: dict[str, Any] = {"redis_url": redis_url or None}
+        if queues is not None:
+            changes["queues"] = parse_queues(queues)
+        if start_method is not None:
+            changes["start_method"] = start_method
+        if state_dir is not None:
+            changes["state_dir"] = state_dir
+        pool_env = environ.get("MPLAB_POOL", "").strip()
+        if pool_env:
+            try:
+                changes["pool_size"] = int(pool_env)
+            except ValueError:
+                raise ConfigError(f"MPLAB_POOL must be an integer, got {pool_env!r}") from None
+        return cls(**changes)
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated again)."""
@@ -71,10 +103,17 @@ class Settings:
         return mp.get_context(self.start_method)
 
     def check_queue(self, name: str) -> str:
-        """Return `name` if it is one of the configured queues, else raise ConfigError."""
-        if name not in self.queues:
-            raise ConfigError(f"unknown queue {name!r}; known queues: {', '.join(self.queues)}")
-        return name
+        """Return `name` if it is a valid queue name (any, not only the configured ones), else ConfigError."""
+        return check_queue_name(name)
+
+
+def check_queue_name(name: str) -> str:
+    """Return `name` if it is a valid queue name, else raise ConfigError."""
+    if not QUEUE_NAME.fullmatch(name):
+        raise ConfigError(
+            f"bad queue name {name!r}: 1-100 letters, digits or _ . : - (starting with a letter or digit)"
+        )
+    return name
 
 
 def check_redis_url(url: str) -> str:

@@ -1,0 +1,116 @@
+"""`mplab status [--watch]`: queues, nodes and their slots, live; readable at 80 columns and when piped."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from cli.base import JsonOpt, console, finite, open_redis, print_json, settings_of
+from workers import defaults, monitor
+from workers.monitor import NodeView, StatusReport
+
+NEEDS = "`status` (a private embedded Redis is empty by construction)"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.0f} MB"
+
+
+def _queues(report: StatusReport) -> Table:
+    table = Table(title=f"queues ({report.redis})", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    table.add_column("queue", overflow="fold")
+    for col in ("queued", "started", "finished", "failed", "deferred", "scheduled", "canceled"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for row in report.queues:
+        table.add_row(
+            row.queue, *(str(getattr(row, c)) for c in ("queued", "started", "finished", "failed", "deferred")),
+            str(row.scheduled), str(row.canceled),
+        )  # fmt: skip
+    return table
+
+
+def _node(node: NodeView) -> RenderableType:
+    stale = " [red]STALE[/red]" if node.stale else ""
+    head = Text.from_markup(
+        f"[bold]node {node.name}[/bold] {node.host}/{node.pid} {node.state}; beat {node.age_s:.1f} s ago{stale}; "
+        f"CPU {node.cpu_percent:.0f} %; RSS {_mb(node.rss_bytes)}, PSS {_mb(node.pss_bytes)} "
+        f"({node.processes} processes); slots {node.slots_busy}/{node.slots_total} busy; "
+        f"jobs done {node.jobs_done}, failed {node.jobs_failed}"
+    )
+    pool = " ".join(map(str, node.pool_pids)) if node.pool_pids is not None else "unknown (not on this host)"
+    slots = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for col, justify in (("slot", "left"), ("pid", "right"), ("state", "left"), ("job", "left")):
+        slots.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    slots.add_column("function", overflow="fold", ratio=1)
+    slots.add_column("elapsed", justify="right", no_wrap=True)
+    slots.add_column("progress", justify="right", no_wrap=True)
+    for slot in node.slots:
+        slots.add_row(
+            slot.name,
+            str(slot.pid or "-"),
+            slot.state,
+            slot.job_id or "-",
+            slot.function or "-",
+            f"{slot.elapsed_s:.1f} s" if slot.elapsed_s is not None else "-",
+            f"{slot.progress.done}/{slot.progress.total}" if slot.progress else "-",
+        )
+    return Group(head, Text(f"  Pool pids: {pool}"), slots)
+
+
+def render(report: StatusReport) -> RenderableType:
+    """The whole view as one renderable (a table of queues, a block per node)."""
+    parts: list[RenderableType] = [_queues(report)]
+    if report.nodes:
+        parts += [_node(node) for node in report.nodes]
+    else:
+        parts.append(Text("no nodes (start one with `mplab worker`)"))
+    if report.other_rq_workers:
+        parts.append(Text(f"other RQ workers: {', '.join(report.other_rq_workers)}"))
+    if report.empty:
+        parts.append(Text("this Redis is empty: no job in any queue or registry, no node", style="yellow"))
+    parts.append(Text(f"updated at {report.updated_at}", style="dim"))
+    return Group(*parts)
+
+
+def status(
+    ctx: typer.Context,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh until Ctrl-C (a live view).")] = False,
+    interval: Annotated[
+        float,
+        typer.Option(
+            "--interval", "-n", min=0.2, max=3600, callback=finite, help="Seconds between refreshes with --watch."
+        ),
+    ] = defaults.WATCH_INTERVAL,
+    json: JsonOpt = False,
+) -> None:
+    """Queues per registry; nodes (heartbeat age, CPU %, RSS, PSS, Pool pids) and their slots' current jobs.
+
+    Each slot shows its job id, function, elapsed time and batch progress. --watch refreshes the view until
+    Ctrl-C; piped or with --json it prints one snapshot after another (JSON: one document per line).
+    """
+    settings = settings_of(ctx)
+    with open_redis(ctx, needs=NEEDS) as conn:
+        if not watch:
+            report = monitor.snapshot(conn.client, settings.queues, conn.where)
+            print_json(report) if json else console.print(render(report))
+            return
+        if json or not console.is_terminal:  # piped: one snapshot after another, never cursor tricks
+            while True:
+                report = monitor.snapshot(conn.client, settings.queues, conn.where)
+                if json:
+                    print_json(report, one_line=True)
+                else:
+                    console.print(render(report))
+                    console.print()
+                time.sleep(interval)
+        with Live(console=console, auto_refresh=False, screen=False, transient=False) as live:
+            while True:
+                live.update(render(monitor.snapshot(conn.client, settings.queues, conn.where)), refresh=True)
+                time.sleep(interval)

@@ -1,0 +1,410 @@
+"""The one way out and back for a job: enqueue on a JSON queue, wait for it, read its result or failure.
+
+Every caller that submits RQ jobs uses this module (rq's `queue.py` + `job.py` are the model):
+
+    calls = client.task_calls("tasks.cpu.sum_squares", [[n]] * 8, batch=4)      # what to run
+    jobs = client.enqueue_many(conn, "default", calls, client.JobOptions(retry=2))
+    done = client.wait(conn, jobs, timeout=600, on_progress=lambda d, t: ...)   # one waiter
+    done.results / done.failures / client.fetch_results(conn, ids)              # what came back
+
+The waiter polls with short commands (never a blocking read), so no socket timeout can be shorter than the
+wait; a lost connection (a Redis restart, a blip) is retried with bounded backoff until the deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import redis
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus, Retry
+from rq.queue import EnqueueData, Queue
+from rq.results import Result
+from rq.serializers import JSONSerializer
+
+from workers import defaults
+from workers.errors import ConfigError, JobFailed, JobTimeout, NotFound, RedisUnavailable
+
+FINISHED_STATES: frozenset[str] = frozenset(
+    {JobStatus.FINISHED.value, JobStatus.FAILED.value, JobStatus.STOPPED.value, JobStatus.CANCELED.value}
+)
+"""Job states RQ never leaves by itself: a waiter stops waiting for a job in one of these."""
+
+BATCH_FUNCTION = "tasks.batch.run_batch"
+"""The registered job function that fans a batch of task calls out on a node's Pool."""
+
+LOST = (redis.ConnectionError, redis.TimeoutError, OSError)
+"""What a lost or restarting Redis raises; the waiter retries these until its deadline."""
+
+BACKOFF_MAX = 2.0
+"""Longest pause, in seconds, between two attempts to reach a lost Redis while waiting."""
+
+
+def queue(client: redis.Redis, name: str) -> Queue:
+    """An RQ queue using the JSON serializer (never pickle)."""
+    return Queue(name, connection=client, serializer=JSONSerializer)
+
+
+def fetch_job(client: redis.Redis, job_id: str) -> Job:
+    """The job `job_id`; NotFound if it does not exist (or its id could never be one)."""
+    try:
+        return Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+    except NoSuchJobError:
+        raise NotFound(f"no job with id {job_id!r}") from None
+
+
+# -- what to run, and how ----------------------------------------------------------------------------
+def _check_range(what: str, value: float, low: float, high: float) -> None:
+    if not (low <= value <= high):  # False for NaN too
+        raise ConfigError(f"{what} must be >= {low:g} and <= {high:g}, got {value}")
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """How RQ treats the jobs of one submit: timeout, how long results live, automatic retries."""
+
+    job_timeout: int = defaults.JOB_TIMEOUT
+    result_ttl: int = defaults.RESULT_TTL
+    retry: int = 0
+    """Automatic retries of a failed job (0: none)."""
+    retry_interval: int = 0
+    """Seconds between retries (0: re-queued at once)."""
+
+    def __post_init__(self) -> None:
+        _check_range("--job-timeout", self.job_timeout, 1, defaults.MAX_JOB_TIMEOUT)
+        _check_range("--result-ttl", self.result_ttl, 1, defaults.MAX_RESULT_TTL)
+        _check_range("--retry", self.retry, 0, defaults.MAX_RETRIES)
+        _check_range("--retry-interval", self.retry_interval, 0, defaults.MAX_RETRY_INTERVAL)
+
+    def rq_retry(self) -> Retry | None:
+        return Retry(max=self.retry, interval=self.retry_interval) if self.retry else None
+
+
+@dataclass(frozen=True)
+class Call:
+    """One job to enqueue: a registered function name, its JSON-able arguments, and how many tasks it carries."""
+
+    func: str
+    args: Sequence[Any] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+    tasks: int = 1
+
+
+def task_calls(task: str, arg_lists: Sequence[Sequence[Any]], batch: int) -> list[Call]:
+    """One call per argument list, or one batch call (run on a node's Pool) per `batch` of them."""
+    _check_range("--batch", batch, 1, defaults.MAX_BATCH_ITEMS)
+    if batch <= 1:
+        return [Call(task, list(args)) for args in arg_lists]
+    groups = [[list(a) for a in arg_lists[i : i + batch]] for i in range(0, len(arg_lists), batch)]
+    return [
+        Call(BATCH_FUNCTION, [task, group], description=f"batch of {len(group)} x {task}", tasks=len(group))
+        for group in groups
+    ]
+
+
+def _prepare(call: Call, options: JobOptions) -> EnqueueData:
+    payload = len(json.dumps([list(call.args), call.kwargs]))
+    if payload > defaults.MAX_PAYLOAD_BYTES:
+        raise ConfigError(f"a job's arguments take {payload} bytes; the limit is {defaults.MAX_PAYLOAD_BYTES}")
+    if call.func == BATCH_FUNCTION and len(call.args) > 1 and len(call.args[1]) > defaults.MAX_BATCH_ITEMS:
+        raise ConfigError(f"a batch carries {len(call.args[1])} items; the limit is {defaults.MAX_BATCH_ITEMS}")
+    return Queue.prepare_data(
+        call.func,
+        args=list(call.args),
+        kwargs=dict(call.kwargs),
+        timeout=options.job_timeout,
+        result_ttl=options.result_ttl,
+        description=call.description,
+        retry=options.rq_retry(),
+        meta={"tasks": call.tasks} if call.tasks > 1 else None,
+    )
+
+
+def enqueue_many(
+    client: redis.Redis,
+    queue_name: str,
+    calls: Sequence[Call],
+    options: JobOptions | None = None,
+    *,
+    also: Callable[[Any, list[Job]], None] | None = None,
+) -> list[Job]:
+    """Enqueue all `calls` in one pipeline (one round trip); `also(pipe, jobs)` may add commands to it."""
+    options = options or JobOptions()
+    datas = [_prepare(call, options) for call in calls]  # every limit is checked before anything is sent
+    q = queue(client, queue_name)
+    with client.pipeline() as pipe:
+        jobs: list[Job] = q.enqueue_many(datas, pipeline=pipe)
+        if also is not None:
+            also(pipe, jobs)
+        pipe.execute()
+    return jobs
+
+
+def enqueue(client: redis.Redis, queue_name: str, call: Call, options: JobOptions | None = None) -> Job:
+    """Enqueue one call."""
+    return enqueue_many(client, queue_name, [call], options)[0]
+
+
+# -- what came back ----------------------------------------------------------------------------------
+def failure_text(job: Job) -> str:
+    """The full error (traceback) of a failed job, or ''."""
+    result = job.latest_result()
+    text = (result.exc_string if result is not None else None) or job.exc_info or ""
+    return text.strip()
+
+
+def last_line(text: str) -> str:
+    """The last non-blank line of an error: the reason a user can read."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def failure_reason(job: Job) -> str:
+    """The last line of a failed job's error."""
+    return last_line(failure_text(job))
+
+
+def _stamp(raw: bytes | None) -> float | None:
+    if not raw:
+        return None
+    try:
+        return datetime.fromisoformat(raw.decode().replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """One job as it came back: its state, its value or failure reason, and when it ran (epoch seconds)."""
+
+    id: str
+    status: str
+    value: Any = None
+    reason: str = ""
+    enqueued_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == JobStatus.FINISHED.value
+
+
+def fetch_results(client: redis.Redis, ids: Sequence[str]) -> list[JobResult]:
+    """The latest result and timestamps of each job, in order, in one pipelined round trip."""
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.xrevrange(Result.get_key(job_id), "+", "-", count=1)
+            pipe.hmget(Job.key_for(job_id), "status", "enqueued_at", "started_at", "ended_at", "exc_info")
+        rows = pipe.execute()
+    out = []
+    for job_id, stream, fields in zip(ids, rows[::2], rows[1::2], strict=True):
+        status = fields[0].decode() if fields[0] else "missing"
+        value, reason = None, ""
+        if stream:
+            result_id, payload = stream[0]
+            result = Result.restore(job_id, result_id.decode(), payload, client, serializer=JSONSerializer)
+            if result.type == Result.Type.SUCCESSFUL:
+                value = result.return_value
+            else:
+                reason = last_line(result.exc_string or "") or result.type.name.lower()
+        if status != JobStatus.FINISHED.value and not reason and status in FINISHED_STATES:
+            reason = status
+        stamps = [_stamp(v) for v in fields[1:4]]
+        out.append(JobResult(job_id, status, value, reason, *stamps))
+    return out
+
+
+# -- the one waiter ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobOutcome:
+    """How one waited-for job ended: a finished state, 'missing' (its hash is gone) or 'timeout'."""
+
+    id: str
+    status: str
+    tasks: int
+    value: Any = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a set of jobs came to."""
+
+    wall_s: float
+    jobs: list[JobOutcome]
+
+    @property
+    def statuses(self) -> Counter[str]:
+        return Counter(job.status for job in self.jobs)
+
+    @property
+    def tasks_done(self) -> int:
+        return sum(job.tasks for job in self.jobs if job.status == JobStatus.FINISHED.value)
+
+    @property
+    def results(self) -> dict[str, Any]:
+        return {job.id: job.value for job in self.jobs if job.status == JobStatus.FINISHED.value}
+
+    @property
+    def failures(self) -> dict[str, str]:
+        return {job.id: job.reason or job.status for job in self.jobs if job.status != JobStatus.FINISHED.value}
+
+    @property
+    def timed_out(self) -> bool:
+        return any(job.status == "timeout" for job in self.jobs)
+
+    def values(self) -> list[Any]:
+        """The task values of every finished job in submission order (a batch's values flattened)."""
+        out: list[Any] = []
+        for job in self.jobs:
+            if job.status == JobStatus.FINISHED.value and isinstance(job.value, dict):
+                out.extend(job.value["values"] if "values" in job.value else [job.value.get("value")])
+        return out
+
+    def check(self) -> Outcome:
+        """Self, or JobTimeout / JobFailed naming the first job that did not finish."""
+        for job in self.jobs:
+            if job.status == "timeout":
+                raise JobTimeout(f"job {job.id} had not ended after {self.wall_s:.0f} s (are nodes running?)")
+        for job in self.jobs:
+            if job.status != JobStatus.FINISHED.value:
+                raise JobFailed(f"job {job.id} {job.status}: {job.reason or job.status}")
+        return self
+
+
+def _poll(client: redis.Redis, pending: dict[str, int]) -> tuple[dict[str, str], dict[str, int]]:
+    """States of the pending jobs that ended, and tasks done so far of batch jobs still running."""
+    ids = list(pending)
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(Job.key_for(job_id), "status", "meta")
+        rows = pipe.execute()
+    ended: dict[str, str] = {}
+    partial: dict[str, int] = {}
+    for job_id, (status, meta) in zip(ids, rows, strict=True):
+        state = status.decode() if status else "missing"
+        if state in FINISHED_STATES or state == "missing":
+            ended[job_id] = state
+        elif pending[job_id] > 1 and meta:
+            partial[job_id] = progress_of(meta)[0]
+    return ended, partial
+
+
+def progress_of(meta: bytes | str | dict[str, Any] | None) -> tuple[int, int]:
+    """(done, total) from a job's meta (a node writes `progress` for batch jobs); (0, 0) if absent."""
+    try:
+        data = json.loads(meta) if isinstance(meta, bytes | str) else (meta or {})
+        progress = data.get("progress") or {}
+        return int(progress.get("done", 0)), int(progress.get("total", 0))
+    except (ValueError, TypeError, AttributeError):
+        return 0, 0
+
+
+def wait(
+    client: redis.Redis,
+    jobs: Iterable[Job | str],
+    sizes: Sequence[int] | None = None,
+    *,
+    timeout: float = defaults.WAIT_TIMEOUT,
+    on_progress: Callable[[int, int], None] | None = None,
+    poll: float = 0.05,
+) -> Outcome:
+    """Wait until every job has ended or `timeout` seconds passed; report tasks done as they come in.
+
+    `sizes` is how many tasks each job carries (default: 1, or the `tasks` a batch job was enqueued with).
+    Jobs still running at the deadline are reported as 'timeout' (`Outcome.check()` raises JobTimeout).
+    A lost Redis is retried with bounded backoff; still lost at the deadline, RedisUnavailable is raised.
+    """
+    _check_range("--timeout", timeout, 0, defaults.MAX_WAIT)
+    ids = [job if isinstance(job, str) else job.id for job in jobs]
+    if sizes is None:
+        sizes = [int(job.meta.get("tasks", 1)) if isinstance(job, Job) else 1 for job in jobs]
+    size_of = dict(zip(ids, sizes, strict=True))
+    started = time.monotonic()
+    deadline = started + timeout
+    pending = dict(size_of)
+    ended: dict[str, str] = {}
+    partial: dict[str, int] = {}
+    backoff, lost_since = 0.1, 0.0
+    queues = None
+    next_promote = started + 1.0
+    while pending:
+        try:
+            now_ended, now_partial = _poll(client, pending)
+            if time.monotonic() >= next_promote:  # retries with an interval wait in the scheduled registry
+                queues = queues or _origins(client, list(pending))
+                promote_due(client, queues)
+                next_promote = time.monotonic() + 1.0
+        except LOST as exc:
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() + backoff > deadline:
+                raise RedisUnavailable(
+                    f"lost Redis for {time.monotonic() - lost_since:.0f} s while waiting: {exc} "
+                    "(the jobs may still finish: see `mplab jobs`)"
+                ) from None
+            time.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+            continue
+        backoff, lost_since = 0.1, 0.0
+        for job_id, state in now_ended.items():
+            ended[job_id] = state
+            del pending[job_id]
+            partial[job_id] = size_of[job_id]
+        partial.update(now_partial)
+        if on_progress is not None:
+            on_progress(sum(partial.values()), sum(size_of.values()))
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(poll)
+    wall = time.monotonic() - started
+    ended.update({job_id: "timeout" for job_id in pending})
+    finished = [job_id for job_id in ids if ended[job_id] in FINISHED_STATES]
+    results = {r.id: r for r in fetch_results(client, finished)} if finished else {}
+    outcomes = []
+    for job_id in ids:
+        got = results.get(job_id)
+        reason = got.reason if got else ("" if ended[job_id] == "timeout" else "its job hash is gone")
+        outcomes.append(JobOutcome(job_id, ended[job_id], size_of[job_id], got.value if got else None, reason))
+    return Outcome(wall, outcomes)
+
+
+def run(client: redis.Redis, queue_name: str, call: Call, options: JobOptions | None = None, *, timeout: float) -> Any:
+    """Enqueue one call, wait for it, return its value; JobTimeout or JobFailed (with the reason) otherwise."""
+    job = enqueue(client, queue_name, call, options)
+    return wait(client, [job], timeout=timeout).check().jobs[0].value
+
+
+def _origins(client: redis.Redis, ids: list[str]) -> list[str]:
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(Job.key_for(job_id), "origin")
+        return sorted({o.decode() for o in pipe.execute() if o})
+
+
+def promote_due(client: redis.Redis, queue_names: Iterable[str]) -> int:
+    """Move jobs whose scheduled time has come (retries with an interval) onto their queue; how many moved.
+
+    RQ leaves this to a scheduler process; a node (or a waiter) calls this instead, and it is idempotent.
+    """
+    moved = 0
+    for name in queue_names:
+        q = queue(client, name)
+        registry = q.scheduled_job_registry
+        for job_id in registry.get_jobs_to_schedule(int(time.time())):
+            if not client.zrem(registry.key, job_id):  # another caller took it: each job moves once
+                continue
+            try:
+                job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
+            except NoSuchJobError:
+                continue
+            q._enqueue_job(job)
+            moved += 1
+    return moved
