@@ -14,7 +14,7 @@ from workers import defaults, jobctl
 from workers.jobctl import Action, JobReport, State
 from workers.settings import check_queue_name
 
-NEEDS = "`{}` (a private embedded Redis has no jobs)"
+NEEDS = "`{}`"
 QueueOpt = Annotated[
     str | None, typer.Option("--queue", "-q", help="Only this queue (any valid name).", show_default="all queues")
 ]
@@ -70,6 +70,8 @@ def jobs(
     json: JsonOpt = False,
 ) -> None:
     """List jobs by state (queued, started, finished, failed, ...), failed ones with their reason."""
+    if queue:
+        check_queue_name(queue)
     with open_redis(ctx, needs=NEEDS.format("jobs")) as conn:
         queues = [check_queue_name(queue)] if queue else jobctl.known_queues(conn.client, settings_of(ctx).queues)
         rows = jobctl.list_jobs(conn.client, queues, status or list(State), limit)
@@ -122,6 +124,8 @@ def requeue(
     """Put failed (or canceled) jobs back on their queue. Exit 1 if any could not be."""
     if bool(job_ids) == failed:
         raise typer.BadParameter("give job ids or --failed (one of the two)", param_hint="JOB_IDS / --failed")
+    if queue:
+        check_queue_name(queue)
     with open_redis(ctx, needs=NEEDS.format("requeue")) as conn:
         if failed:
             queues = [check_queue_name(queue)] if queue else jobctl.known_queues(conn.client, settings_of(ctx).queues)

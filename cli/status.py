@@ -16,7 +16,7 @@ from cli.base import JsonOpt, console, finite, open_redis, print_json, settings_
 from workers import defaults, monitor
 from workers.monitor import NodeView, StatusReport
 
-NEEDS = "`status` (a private embedded Redis is empty by construction)"
+NEEDS = "`status`"
 
 
 def _mb(n: int) -> str:

@@ -8,9 +8,10 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.base import Conn, JsonOpt, console, err_console, finite, new_app, open_redis, print_json, settings_of
+from cli.base import Conn, JsonOpt, console, err_console, finite, new_app, open_redis, print_json
 from workers import client as jobclient
 from workers import defaults, monitor
+from workers.settings import check_queue_name
 from workers.submit import CpuSummary, submit_cpu, summarize
 
 app = new_app("Enqueue work for the worker nodes (RQ jobs, JSON serializer).")
@@ -82,9 +83,9 @@ def cpu(
     json: JsonOpt = False,
 ) -> None:
     """Enqueue the chapter's CPU-bound task (sum of squares) as RQ jobs, in one pipeline."""
-    settings_of(ctx).check_queue(queue)
+    check_queue_name(queue)
     options = jobclient.JobOptions(job_timeout, result_ttl, retry, retry_interval)
-    what = "`submit --wait` (a private Redis no node can reach would wait for nothing)" if wait else "`submit`"
+    what = "`submit --wait`" if wait else "`submit`"
     with open_redis(ctx, needs=what) as conn:
         if wait:
             _check_served(conn, queue)

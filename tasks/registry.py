@@ -78,6 +78,7 @@ def _load_all() -> None:
     # wherever it is consulted (node, CLI, stock worker).
     import tasks.batch  # noqa: F401
     import tasks.cpu  # noqa: F401
+    import tasks.faults  # noqa: F401
 
 
 def is_registered(name: str) -> bool:

@@ -13,9 +13,9 @@ from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from tasks import batch, cpu, registry
-from workers import jobs
+from workers import client, submit
 from workers.errors import ConfigError
-from workers.settings import Settings, parse_queues
+from workers.settings import Settings, check_queue_name, parse_queues
 from workers.slot import SlotWorker, refusal_reason
 
 
@@ -60,7 +60,7 @@ def test_cpu_intensive_task_matches_chapter_definition():
 
 def test_closed_form_matches_the_task():
     for n in (0, 1, 2, 10, 12345):
-        assert jobs.sum_squares_expected(n) == registry.raw("tasks.cpu.sum_squares")(n)
+        assert submit.sum_squares_expected(n) == registry.raw("tasks.cpu.sum_squares")(n)
 
 
 def test_serial_batch_equals_individual_calls():
@@ -96,10 +96,29 @@ def test_settings_queue_check_and_context():
     assert settings.mp_context().get_start_method() == "spawn"
 
 
+def test_settings_from_options_reads_mplab_pool_from_the_given_environment():
+    assert Settings.from_options({"MPLAB_POOL": "3"}).pool_size == 3
+    assert Settings.from_options({}, queues="a,b").queues == ("a", "b")
+    with pytest.raises(ConfigError, match="MPLAB_POOL must be an integer"):
+        Settings.from_options({"MPLAB_POOL": "many"})
+    with pytest.raises(ConfigError, match="pool size must be >= 1 and <= 256"):
+        Settings.from_options({"MPLAB_POOL": "10000"})
+
+
+@pytest.mark.parametrize("name", ["", "a b", "../x", "x" * 101, "q,r", "-lead"])
+def test_bad_queue_names_are_refused(name):
+    with pytest.raises(ConfigError, match="bad queue name"):
+        check_queue_name(name)
+
+
+def test_any_valid_queue_name_is_accepted():
+    assert check_queue_name("urgent.jobs:v2") == "urgent.jobs:v2"
+
+
 # -- serializer and refusal -------------------------------------------------------------------------
 def test_jobs_are_stored_as_json(fake_redis):
-    job_list, sizes = jobs.submit_cpu(fake_redis, "default", tasks=3, size=100, batch=1)
-    assert sizes == [1, 1, 1]
+    job_list = submit.submit_cpu(fake_redis, "default", tasks=3, size=100, batch=1)
+    assert len(job_list) == 3
     raw = fake_redis.hget(Job.key_for(job_list[0].id), "data")
     import zlib
 
@@ -108,12 +127,12 @@ def test_jobs_are_stored_as_json(fake_redis):
 
 
 def test_slot_runs_registered_jobs_and_batches_without_a_node(fake_redis):
-    job_list, sizes = jobs.submit_cpu(fake_redis, "default", tasks=5, size=1000, batch=2)
-    assert sizes == [2, 2, 1]
+    job_list = submit.submit_cpu(fake_redis, "default", tasks=5, size=1000, batch=2)
+    assert [job.meta.get("tasks", 1) for job in job_list] == [2, 2, 1]
     run_slot(fake_redis)
     for job in job_list:
         assert job.get_status(refresh=True) == JobStatus.FINISHED
-        assert job.return_value()["values"] == [jobs.sum_squares_expected(1000)] * len(job.args[1])
+        assert job.return_value()["values"] == [submit.sum_squares_expected(1000)] * len(job.args[1])
 
 
 def test_unregistered_function_is_refused_and_never_runs(fake_redis, tmp_path: Path):
@@ -124,7 +143,7 @@ def test_unregistered_function_is_refused_and_never_runs(fake_redis, tmp_path: P
     assert not marker.exists()
     assert job.get_status(refresh=True) == JobStatus.FAILED
     assert job.id in q.failed_job_registry.get_job_ids()
-    assert "'os.system' is not a registered mplab task" in jobs.failure_reason(job)
+    assert "'os.system' is not a registered mplab task" in client.failure_reason(job)
 
 
 def test_pickled_payload_is_refused(fake_redis, tmp_path: Path):
@@ -138,4 +157,4 @@ def test_pickled_payload_is_refused(fake_redis, tmp_path: Path):
     assert refusal_reason(Job.fetch(job.id, connection=fake_redis, serializer=JSONSerializer)).startswith(
         "refused: the job's payload is not JSON"
     )
-    assert "not JSON" in jobs.failure_reason(job)
+    assert "not JSON" in client.failure_reason(job)

@@ -1,4 +1,5 @@
-"""Transitional re-export: the job client is `workers.client`. Delete once compare/remote.py uses it."""
+"""Transitional re-export: the job client is `workers.client`. Delete once compare/remote.py and
+tests/test_node_integration.py use `workers.client` / `workers.submit`."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from rq.job import Job
 from tasks import registry
 from workers import client, defaults
 from workers.client import failure_reason
+from workers.submit import submit_cpu, sum_squares_expected
 
-__all__ = ["enqueue_task_jobs", "failure_reason"]
+__all__ = ["enqueue_task_jobs", "failure_reason", "submit_cpu", "sum_squares_expected"]
 
 
 def enqueue_task_jobs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import platform
@@ -63,7 +64,7 @@ class Settings:
             raise ConfigError("queues must be non-empty names, got ''")
         for name in self.queues:
             check_queue_name(name)
-        if self.grace_period < 0:
+        if not math.isfinite(self.grace_period) or self.grace_period < 0:
             raise ConfigError(f"grace period must be >= 0 seconds, got {self.grace_period}")
         if self.redis_url is not None:
             check_redis_url(self.redis_url)
@@ -103,8 +104,13 @@ class Settings:
         return mp.get_context(self.start_method)
 
     def check_queue(self, name: str) -> str:
-        """Return `name` if it is a valid queue name (any, not only the configured ones), else ConfigError."""
-        return check_queue_name(name)
+        """Return `name` if it is one of the configured queues, else raise ConfigError.
+
+        Commands that may use any queue (submit, jobs, requeue, purge) call `check_queue_name` instead.
+        """
+        if name not in self.queues:
+            raise ConfigError(f"unknown queue {name!r}; known queues: {', '.join(self.queues)}")
+        return name
 
 
 def check_queue_name(name: str) -> str:
