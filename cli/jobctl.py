@@ -81,15 +81,11 @@ def jobs(
     if not rows:
         console.print(f"no jobs ({', '.join(s.value for s in status or State)}) on {', '.join(queues)}")
         return
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("job", overflow="fold")
-    table.add_column("status", no_wrap=True)
-    table.add_column("queue", overflow="fold")
-    table.add_column("function / reason", overflow="fold", ratio=1)
-    for row in rows:
-        what = row.function + (f"\n[red]{escape(row.reason)}[/red]" if row.reason else "")
-        table.add_row(row.id, row.status, row.queue, what)
-    console.print(table)
+    for row in rows:  # one line per job, ids never folded; the function and reason on an indented line
+        console.print(f"{row.id}  {row.status:<9} {row.queue}", highlight=False, soft_wrap=True)
+        console.print(f"    {escape(row.function)}", highlight=False, soft_wrap=True)
+        if row.reason:
+            console.print(f"    [red]{escape(row.reason)}[/red]", highlight=False, soft_wrap=True)
 
 
 IdsArg = Annotated[list[str] | None, typer.Argument(help="Job ids, as printed by `mplab submit`.", show_default=False)]

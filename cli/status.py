@@ -45,23 +45,15 @@ def _node(node: NodeView) -> RenderableType:
         f"jobs done {node.jobs_done}, failed {node.jobs_failed}"
     )
     pool = " ".join(map(str, node.pool_pids)) if node.pool_pids is not None else "unknown (not on this host)"
-    slots = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    for col, justify in (("slot", "left"), ("pid", "right"), ("state", "left"), ("job", "left")):
-        slots.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
-    slots.add_column("function", overflow="fold", ratio=1)
-    slots.add_column("elapsed", justify="right", no_wrap=True)
-    slots.add_column("progress", justify="right", no_wrap=True)
-    for slot in node.slots:
-        slots.add_row(
-            slot.name,
-            str(slot.pid or "-"),
-            slot.state,
-            slot.job_id or "-",
-            slot.function or "-",
-            f"{slot.elapsed_s:.1f} s" if slot.elapsed_s is not None else "-",
-            f"{slot.progress.done}/{slot.progress.total}" if slot.progress else "-",
-        )
-    return Group(head, Text(f"  Pool pids: {pool}"), slots)
+    lines = [head, Text(f"  Pool pids: {pool}")]
+    for slot in node.slots:  # ids are never folded: a slot is one line, its function the next
+        elapsed = f"{slot.elapsed_s:.1f} s" if slot.elapsed_s is not None else ""
+        progress = f"{slot.progress.done}/{slot.progress.total} tasks" if slot.progress else ""
+        job = f"job {slot.job_id}" if slot.job_id else "idle"
+        lines.append(Text(f"  {slot.name} pid {slot.pid or '-'} {slot.state}: {job} {elapsed} {progress}".rstrip()))
+        if slot.function:
+            lines.append(Text(f"      {slot.function}"))
+    return Group(*lines)
 
 
 def render(report: StatusReport) -> RenderableType:
