@@ -17,6 +17,7 @@ from workers import defaults, monitor
 from workers.monitor import NodeView, StatusReport
 
 NEEDS = "`status`"
+COUNTS = ("queued", "started", "finished", "failed", "deferred", "scheduled", "canceled")
 
 
 def _mb(n: int) -> str:
@@ -24,15 +25,15 @@ def _mb(n: int) -> str:
 
 
 def _queues(report: StatusReport) -> Table:
-    table = Table(title=f"queues ({report.redis})", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
-    table.add_column("queue", overflow="fold")
-    for col in ("queued", "started", "finished", "failed", "deferred", "scheduled", "canceled"):
-        table.add_column(col, justify="right", no_wrap=True)
+    table = Table(
+        title=f"queues ({report.redis})", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False,
+        collapse_padding=True, padding=(0, 1),
+    )  # fmt: skip
+    table.add_column("queue", overflow="fold", min_width=5)
+    for col in COUNTS:
+        table.add_column(col, justify="right", no_wrap=True, min_width=len(col))
     for row in report.queues:
-        table.add_row(
-            row.queue, *(str(getattr(row, c)) for c in ("queued", "started", "finished", "failed", "deferred")),
-            str(row.scheduled), str(row.canceled),
-        )  # fmt: skip
+        table.add_row(row.queue, *(str(getattr(row, col)) for col in COUNTS))
     return table
 
 
@@ -46,13 +47,15 @@ def _node(node: NodeView) -> RenderableType:
     )
     pool = " ".join(map(str, node.pool_pids)) if node.pool_pids is not None else "unknown (not on this host)"
     lines = [head, Text(f"  Pool pids: {pool}")]
-    for slot in node.slots:  # ids are never folded: a slot is one line, its function the next
-        elapsed = f"{slot.elapsed_s:.1f} s" if slot.elapsed_s is not None else ""
-        progress = f"{slot.progress.done}/{slot.progress.total} tasks" if slot.progress else ""
-        job = f"job {slot.job_id}" if slot.job_id else "idle"
-        lines.append(Text(f"  {slot.name} pid {slot.pid or '-'} {slot.state}: {job} {elapsed} {progress}".rstrip()))
-        if slot.function:
-            lines.append(Text(f"      {slot.function}"))
+    for slot in node.slots:  # ids are never folded: a slot is one line, what it runs the next
+        lines.append(Text(f"  {slot.name} pid {slot.pid or '-'} {slot.state} {slot.job_id or ''}".rstrip()))
+        if slot.job_id:
+            details = [slot.function or "?"]
+            if slot.elapsed_s is not None:
+                details.append(f"{slot.elapsed_s:.1f} s")
+            if slot.progress:
+                details.append(f"{slot.progress.done}/{slot.progress.total} tasks done")
+            lines.append(Text(f"      {', '.join(details)}"))
     return Group(*lines)
 
 

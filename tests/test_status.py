@@ -1,0 +1,149 @@
+"""`mplab status [--watch] [--json]` against a real Redis and real nodes; the live view in a real pty."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
+import termios
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from tests.conftest import REPO, Nodes, mplab_cmd
+from workers import client
+
+runner = CliRunner()
+pytestmark = pytest.mark.integration
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+MOVE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")  # cursor moves and erases: Live redraws in place
+
+
+def status_json(url: str) -> dict:
+    out = runner.invoke(app, ["--redis-url", url, "status", "--json"])
+    assert out.exit_code == 0, out.output
+    return json.loads(out.stdout)
+
+
+def test_an_empty_redis_says_so(redis_url):
+    out = runner.invoke(app, ["--redis-url", redis_url, "status"])
+    assert out.exit_code == 0, out.output
+    assert "this Redis is empty" in out.stdout and "no nodes" in out.stdout
+    assert "updated at" in out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_status_json_is_typed_and_shows_each_slots_job_and_batch_progress(redis_url, real_redis, nodes: Nodes):
+    nodes.start("watch-n1", pool=2)
+    single = client.enqueue(real_redis, "default", client.Call("tasks.faults.nap", [6.0]))
+    [batch] = client.enqueue_many(real_redis, "default", client.task_calls("tasks.faults.nap", [[1.0]] * 6, 6))
+    seen_single = seen_progress = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (seen_single and seen_progress):
+        info = status_json(redis_url)
+        [node] = info["nodes"]
+        for slot in node["slots"]:
+            if slot["job_id"] == single.id:
+                seen_single = slot
+            if slot["job_id"] == batch.id and slot["progress"] and slot["progress"]["done"] > 0:
+                seen_progress = slot
+        time.sleep(0.2)
+    assert seen_single and seen_single["function"] == "tasks.faults.nap" and seen_single["state"] == "busy"
+    assert isinstance(seen_single["elapsed_s"], float) and isinstance(seen_single["pid"], int)
+    assert seen_progress and seen_progress["function"] == "batch of 6 x tasks.faults.nap"
+    assert seen_progress["progress"]["total"] == 6
+    assert isinstance(node["rss_bytes"], int) and isinstance(node["pss_bytes"], int) and node["rss_bytes"] > 0
+    assert isinstance(node["age_s"], float) and isinstance(node["cpu_percent"], float)
+    assert node["slots_total"] == 2 and len(node["pool_pids"]) == 2 and all(isinstance(p, int) for p in node["pool_pids"])
+    default = next(q for q in info["queues"] if q["queue"] == "default")
+    assert all(isinstance(v, int) for k, v in default.items() if k != "queue")
+    client.wait(real_redis, [single, batch], timeout=60).check()
+
+
+def _spawn_in_pty(args: list[str], columns: int = 80) -> tuple[subprocess.Popen[bytes], int]:
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    attrs = termios.tcgetattr(slave)
+    attrs[3] &= ~termios.ECHO  # the terminal does not echo ^C into the screen we measure
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+
+    def controlling_tty() -> None:  # the pty becomes the child's terminal, so ^C there is a real SIGINT
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")} | {"TERM": "xterm-256color"}
+    proc = subprocess.Popen(
+        args, stdin=slave, stdout=slave, stderr=slave, cwd=REPO, env=env, preexec_fn=controlling_tty
+    )
+    os.close(slave)
+    return proc, master
+
+
+def _read(master: int, seconds: float) -> str:
+    chunks, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunks.append(os.read(master, 65536))
+            except OSError:
+                break
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_watch_renders_at_80_columns_in_a_pty_and_stops_on_ctrl_c(redis_url, real_redis, nodes: Nodes):
+    nodes.start("watch-n2", pool=1)
+    job = client.enqueue(real_redis, "default", client.Call("tasks.faults.nap", [5.0]))
+    proc, master = _spawn_in_pty(mplab_cmd("--redis-url", redis_url, "status", "--watch", "-n", "0.3"))
+    try:
+        screen = ""
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and (screen.count("updated at") < 3 or job.id not in screen):
+            screen += _read(master, 0.5)
+        os.write(master, b"\x03")  # Ctrl-C, typed on the terminal
+        proc.wait(timeout=15)
+        screen += _read(master, 0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    text = MOVE.sub("\n", COLOUR.sub("", screen))
+    assert text.count("updated at") >= 3, text[-2000:]  # refreshed, not printed once
+    assert job.id in text and "node watch-n2" in text and "Pool pids:" in text
+    lines = [line for line in text.split("\n") if line.strip()]
+    assert max(len(line) for line in lines) <= 80, max(lines, key=len)
+    assert proc.returncode == 130 and "Traceback" not in text
+    client.wait(real_redis, [job], timeout=30).check()
+
+
+@pytest.mark.timeout(60)
+def test_watch_piped_prints_one_json_document_per_refresh_and_stops_on_sigint(redis_url):
+    proc = subprocess.Popen(
+        mplab_cmd("--redis-url", redis_url, "status", "--watch", "-n", "0.2", "--json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    try:
+        assert proc.stdout is not None
+        docs = [json.loads(proc.stdout.readline()) for _ in range(3)]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert all(isinstance(doc["queues"], list) and "updated_at" in doc for doc in docs)
+    assert proc.returncode == 130 and b"Traceback" not in err
