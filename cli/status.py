@@ -12,8 +12,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cli.base import JsonOpt, console, finite, open_redis, print_json, settings_of
-from workers import defaults, monitor
+from cli.base import Conn, JsonOpt, console, err_console, finite, open_redis, print_json, settings_of
+from workers import client, defaults, monitor
 from workers.monitor import NodeView, StatusReport
 
 NEEDS = "`status`"
@@ -98,14 +98,25 @@ def status(
             return
         if json or not console.is_terminal:  # piped: one snapshot after another, never cursor tricks
             while True:
-                report = monitor.snapshot(conn.client, settings.queues, conn.where)
-                if json:
-                    print_json(report, one_line=True)
+                frame = _snapshot(conn, settings.queues, interval)
+                if isinstance(frame, Text):
+                    err_console.print(frame)
+                elif json:
+                    print_json(frame, one_line=True)
                 else:
-                    console.print(render(report))
+                    console.print(render(frame))
                     console.print()
                 time.sleep(interval)
         with Live(console=console, auto_refresh=False, screen=False, transient=False) as live:
             while True:
-                live.update(render(monitor.snapshot(conn.client, settings.queues, conn.where)), refresh=True)
+                frame = _snapshot(conn, settings.queues, interval)
+                live.update(frame if isinstance(frame, Text) else render(frame), refresh=True)
                 time.sleep(interval)
+
+
+def _snapshot(conn: Conn, queues: tuple[str, ...], interval: float) -> StatusReport | Text:
+    """A snapshot, or while Redis is unreachable (restarting, a blip) one line saying so: the watch goes on."""
+    try:
+        return monitor.snapshot(conn.client, queues, conn.where)
+    except client.LOST as exc:
+        return Text(f"Redis unreachable ({exc}); retrying every {interval:g} s (Ctrl-C stops)", style="red")

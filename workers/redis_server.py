@@ -268,10 +268,22 @@ def down(state_dir: Path) -> RedisServer | None:
     if _alive(server.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(server.pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):  # reap it if `up` ran in this very process
-        os.waitpid(server.pid, os.WNOHANG)
+    _reap(server.pid)
     shutil.rmtree(server.workdir, ignore_errors=True)
     return server
+
+
+def _reap(pid: int, timeout: float = 5.0) -> None:
+    """Reap `pid` if `up` ran in this very process (else init does). A multi-threaded redis-server can show
+    as a zombie before wait() may collect it, so one WNOHANG try is not enough."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            return  # not our child
+        time.sleep(0.02)
 
 
 SHARED_NEEDED = (
