@@ -41,6 +41,7 @@ def _node(node: NodeView) -> RenderableType:
     stale = " [red]STALE[/red]" if node.stale else ""
     head = Text.from_markup(
         f"[bold]node {node.name}[/bold] {node.host}/{node.pid} {node.state}; beat {node.age_s:.1f} s ago{stale}; "
+        f"queues {','.join(node.queues) or '?'}; {node.start_method}; "
         f"CPU {node.cpu_percent:.0f} %; RSS {_mb(node.rss_bytes)}, PSS {_mb(node.pss_bytes)} "
         f"({node.processes} processes); slots {node.slots_busy}/{node.slots_total} busy; "
         f"jobs done {node.jobs_done}, failed {node.jobs_failed}"

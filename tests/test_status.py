@@ -63,7 +63,8 @@ def test_status_json_is_typed_and_shows_each_slots_job_and_batch_progress(redis_
     assert seen_progress["progress"]["total"] == 6
     assert isinstance(node["rss_bytes"], int) and isinstance(node["pss_bytes"], int) and node["rss_bytes"] > 0
     assert isinstance(node["age_s"], float) and isinstance(node["cpu_percent"], float)
-    assert node["slots_total"] == 2 and len(node["pool_pids"]) == 2
+    assert node["slots_total"] == node["pool_size"] == 2 and len(node["pool_pids"]) == 2
+    assert node["queues"] == ["high", "default", "low"] and isinstance(node["cores"], int)
     assert all(isinstance(pid, int) for pid in node["pool_pids"])
     default = next(q for q in info["queues"] if q["queue"] == "default")
     assert all(isinstance(v, int) for k, v in default.items() if k != "queue")

@@ -71,6 +71,10 @@ class NodeView:
     slots_busy: int
     jobs_done: int
     jobs_failed: int
+    pool_size: int
+    start_method: str
+    queues: list[str]
+    cores: int
     pool_pids: list[int] | None
     """The node's Pool processes (None: neither the heartbeat nor this host can tell)."""
     slots: list[SlotView] = field(default_factory=list)
@@ -185,6 +189,10 @@ def node_view(client: redis.Redis, node: Any) -> NodeView:
         slots_busy=field_of(node, "slots_busy", 0),
         jobs_done=field_of(node, "jobs_done", 0),
         jobs_failed=field_of(node, "jobs_failed", 0),
+        pool_size=field_of(node, "pool_size", 0),
+        start_method=field_of(node, "start_method", "?"),
+        queues=_queue_names(node),
+        cores=field_of(node, "cores", 0),
         pool_pids=_pool_pids(node, slots),
         slots=slots,
     )
@@ -195,13 +203,19 @@ def live_nodes(client: redis.Redis) -> list[Any]:
     return [n for n in read_nodes(client) if not field_of(n, "stale", False)]
 
 
-def serves(node: Any, queue_name: str) -> bool:
-    """Whether a node's heartbeat says it takes jobs from `queue_name` (unknown: assume it does)."""
+def _queue_names(node: Any) -> list[str]:
+    """The queues a node serves, in priority order ([] if its heartbeat does not say)."""
     queues = field_of(node, "queues", None)
     if queues is None:
-        return True
+        return []
     names = _json_list(queues) if str(queues).startswith("[") else str(queues).split(",")
-    return queue_name in [str(n).strip() for n in names]
+    return [str(n).strip() for n in names if str(n).strip()]
+
+
+def serves(node: Any, queue_name: str) -> bool:
+    """Whether a node's heartbeat says it takes jobs from `queue_name` (unknown: assume it does)."""
+    names = _queue_names(node)
+    return not names or queue_name in names
 
 
 def snapshot(client: redis.Redis, configured: tuple[str, ...], where: str) -> StatusReport:
