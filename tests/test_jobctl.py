@@ -138,3 +138,17 @@ def test_redis_down_refuses_while_a_live_node_is_attached(tmp_path: Path):
         down = runner.invoke(app, [*state, "redis", "down"])
     assert down.exit_code == 0, down.output
     until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE, 10)
+
+
+def test_a_corrupted_job_hash_is_reported_not_crashed_on(redis_url, real_redis):
+    bad_time, bad_status = (client.enqueue(real_redis, "default", client.Call("tasks.cpu.trivial", [i])) for i in (1, 2))
+    real_redis.hset(Job.key_for(bad_time.id), "created_at", "yesterday")
+    real_redis.hset(Job.key_for(bad_status.id), "status", "bogus")
+    for job in (bad_time, bad_status):
+        out = cli(redis_url, "result", job.id)
+        words = " ".join(out.stdout.split())  # the table wraps long reasons
+        assert out.exit_code == 1 and "has a hash RQ cannot read" in words and "internal error" not in out.output
+    listed = json.loads(cli(redis_url, "jobs", "--json").stdout)
+    assert {row["id"]: row["status"] for row in listed} == {bad_time.id: "unreadable", bad_status.id: "unreadable"}
+    refused = cli(redis_url, "cancel", bad_time.id)
+    assert refused.exit_code == 1 and "cannot read" in refused.stderr and "Traceback" not in refused.output

@@ -29,7 +29,7 @@ from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from workers import defaults
-from workers.errors import ConfigError, JobFailed, JobTimeout, NotFound, RedisUnavailable
+from workers.errors import BadJob, ConfigError, JobFailed, JobTimeout, NotFound, RedisUnavailable
 
 FINISHED_STATES: frozenset[str] = frozenset(
     {JobStatus.FINISHED.value, JobStatus.FAILED.value, JobStatus.STOPPED.value, JobStatus.CANCELED.value}
@@ -52,11 +52,15 @@ def queue(client: redis.Redis, name: str) -> Queue:
 
 
 def fetch_job(client: redis.Redis, job_id: str) -> Job:
-    """The job `job_id`; NotFound if it does not exist (or its id could never be one)."""
+    """The job `job_id`; NotFound if it does not exist, BadJob if RQ cannot read its hash."""
     try:
         return Job.fetch(job_id, connection=client, serializer=JSONSerializer)
     except NoSuchJobError:
         raise NotFound(f"no job with id {job_id!r}") from None
+    except redis.RedisError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a field RQ cannot parse (e.g. created_at=yesterday)
+        raise BadJob(f"job {job_id} has a hash RQ cannot read: {type(exc).__name__}: {exc}") from None
 
 
 # -- what to run, and how ----------------------------------------------------------------------------

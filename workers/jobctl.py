@@ -20,7 +20,10 @@ from rq.serializers import JSONSerializer
 
 from workers import client as jobclient
 from workers import defaults
-from workers.errors import ConfigError, NotFound
+from workers.errors import BadJob, ConfigError, NotFound
+
+UNREADABLE = "unreadable"
+"""The status shown for a job whose hash RQ cannot read."""
 
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 """What a job id may look like (RQ's are 32 hex digits); anything else is a usage error, never a lookup."""
@@ -74,7 +77,7 @@ class JobReport:
 
     @property
     def failed(self) -> bool:
-        return self.status in (JobStatus.FAILED.value, JobStatus.STOPPED.value, JobStatus.CANCELED.value)
+        return self.status in (JobStatus.FAILED.value, JobStatus.STOPPED.value, JobStatus.CANCELED.value, UNREADABLE)
 
 
 def _iso(value: Any) -> str | None:
@@ -106,13 +109,8 @@ def job_report(client: redis.Redis, job_id: str, *, traceback: bool = False) -> 
     check_job_id(job_id)
     try:
         job = jobclient.fetch_job(client, job_id)
-    except NotFound:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a hash RQ cannot read (e.g. a bad field): report, don't crash
-        if not client.exists(Job.key_for(job_id)):
-            raise NotFound(f"no job with id {job_id!r}") from None
-        reason = f"unreadable job hash: {type(exc).__name__}: {exc}"
-        return JobReport(job_id, _raw_status(client, job_id), "?", "?", "", None, None, None, None, reason=reason)
+    except BadJob as exc:  # shown as what it is, with the reason, instead of crashing
+        return JobReport(job_id, UNREADABLE, "?", "?", "", None, None, None, None, reason=str(exc))
     status = _raw_status(client, job_id)
     report = JobReport(
         id=job.id,
@@ -194,9 +192,13 @@ def list_jobs(
         if len(wanted) >= limit:
             break
     rows = []
-    jobs = Job.fetch_many([job_id for job_id, _ in wanted], connection=client, serializer=JSONSerializer)
-    for (job_id, name), job in zip(wanted, jobs, strict=True):
-        if job is None:
+    for job_id, name in wanted:
+        try:
+            job = jobclient.fetch_job(client, job_id)
+        except NotFound:  # expired between listing and reading
+            continue
+        except BadJob as exc:
+            rows.append(JobRow(job_id, UNREADABLE, name, "?", None, None, str(exc)))
             continue
         status = _raw_status(client, job_id)
         reason = jobclient.failure_reason(job) if reasons and status == JobStatus.FAILED.value else ""
@@ -220,7 +222,7 @@ def cancel(client: redis.Redis, job_ids: list[str]) -> list[Action]:
     for job_id in map(check_job_id, job_ids):
         try:
             job = jobclient.fetch_job(client, job_id)
-        except NotFound as exc:
+        except (NotFound, BadJob) as exc:
             out.append(Action(job_id, False, str(exc)))
             continue
         status = _raw_status(client, job_id)
@@ -243,7 +245,7 @@ def requeue(client: redis.Redis, job_ids: list[str]) -> list[Action]:
     for job_id in map(check_job_id, job_ids):
         try:
             job = jobclient.fetch_job(client, job_id)
-        except NotFound as exc:
+        except (NotFound, BadJob) as exc:
             out.append(Action(job_id, False, str(exc)))
             continue
         status = _raw_status(client, job_id)
