@@ -141,7 +141,9 @@ def test_redis_down_refuses_while_a_live_node_is_attached(tmp_path: Path):
 
 
 def test_a_corrupted_job_hash_is_reported_not_crashed_on(redis_url, real_redis):
-    bad_time, bad_status = (client.enqueue(real_redis, "default", client.Call("tasks.cpu.trivial", [i])) for i in (1, 2))
+    bad_time, bad_status = (
+        client.enqueue(real_redis, "default", client.Call("tasks.cpu.trivial", [i])) for i in (1, 2)
+    )
     real_redis.hset(Job.key_for(bad_time.id), "created_at", "yesterday")
     real_redis.hset(Job.key_for(bad_status.id), "status", "bogus")
     for job in (bad_time, bad_status):
