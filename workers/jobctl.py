@@ -7,6 +7,7 @@ so `rq info` and rq-dashboard see the same thing.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
@@ -216,8 +217,8 @@ class Action:
     note: str
 
 
-def cancel(client: redis.Redis, job_ids: list[str]) -> list[Action]:
-    """Cancel jobs that have not started (queued, deferred, scheduled): they leave their queue, never run."""
+def _each(client: redis.Redis, job_ids: list[str], act: Callable[[Job, str], Action]) -> list[Action]:
+    """Apply `act(job, status)` to each id; ids that are unknown, unreadable or refused by RQ say why."""
     out = []
     for job_id in map(check_job_id, job_ids):
         try:
@@ -225,46 +226,42 @@ def cancel(client: redis.Redis, job_ids: list[str]) -> list[Action]:
         except (NotFound, BadJob) as exc:
             out.append(Action(job_id, False, str(exc)))
             continue
-        status = _raw_status(client, job_id)
-        if status not in (JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.SCHEDULED.value):
-            why = "it is running (a node finishes it)" if status == JobStatus.STARTED.value else f"it is {status}"
-            out.append(Action(job_id, False, f"not canceled: {why}"))
-            continue
         try:
-            job.cancel()
-        except InvalidJobOperation as exc:
-            out.append(Action(job_id, False, f"not canceled: {exc}"))
-            continue
-        out.append(Action(job_id, True, f"canceled (was {status})"))
+            out.append(act(job, _raw_status(client, job_id)))
+        except (InvalidJobOperation, NoSuchJobError) as exc:
+            out.append(Action(job_id, False, f"refused by RQ: {exc}"))
     return out
+
+
+def _cancel_one(job: Job, status: str) -> Action:
+    if status not in (JobStatus.QUEUED.value, JobStatus.DEFERRED.value, JobStatus.SCHEDULED.value):
+        why = "it is running (a node finishes it)" if status == JobStatus.STARTED.value else f"it is {status}"
+        return Action(job.id, False, f"not canceled: {why}")
+    job.cancel()
+    return Action(job.id, True, f"canceled (was {status})")
+
+
+def _requeue_one(job: Job, status: str) -> Action:
+    q = jobclient.queue(job.connection, job.origin)
+    registry = {
+        JobStatus.FAILED.value: q.failed_job_registry,
+        JobStatus.CANCELED.value: q.canceled_job_registry,
+        JobStatus.STOPPED.value: q.failed_job_registry,
+    }.get(status)
+    if registry is None:
+        return Action(job.id, False, f"not re-queued: it is {status} (only failed, stopped, canceled)")
+    registry.requeue(job)
+    return Action(job.id, True, f"re-queued on {job.origin!r} (was {status})")
+
+
+def cancel(client: redis.Redis, job_ids: list[str]) -> list[Action]:
+    """Cancel jobs that have not started (queued, deferred, scheduled): they leave their queue, never run."""
+    return _each(client, job_ids, _cancel_one)
 
 
 def requeue(client: redis.Redis, job_ids: list[str]) -> list[Action]:
     """Put failed (or canceled / stopped) jobs back on their queue, at the back."""
-    out = []
-    for job_id in map(check_job_id, job_ids):
-        try:
-            job = jobclient.fetch_job(client, job_id)
-        except (NotFound, BadJob) as exc:
-            out.append(Action(job_id, False, str(exc)))
-            continue
-        status = _raw_status(client, job_id)
-        q = jobclient.queue(client, job.origin)
-        registry = {
-            JobStatus.FAILED.value: q.failed_job_registry,
-            JobStatus.CANCELED.value: q.canceled_job_registry,
-            JobStatus.STOPPED.value: q.failed_job_registry,
-        }.get(status)
-        if registry is None:
-            out.append(Action(job_id, False, f"not re-queued: it is {status} (only failed, stopped, canceled)"))
-            continue
-        try:
-            registry.requeue(job)
-        except (InvalidJobOperation, NoSuchJobError) as exc:
-            out.append(Action(job_id, False, f"not re-queued: {exc}"))
-            continue
-        out.append(Action(job_id, True, f"re-queued on {job.origin!r} (was {status})"))
-    return out
+    return _each(client, job_ids, _requeue_one)
 
 
 def requeue_failed(client: redis.Redis, queues: list[str]) -> list[Action]:
