@@ -139,6 +139,49 @@ def test_fetch_results_pipelines_values_reasons_and_timestamps(fake_redis, tmp_p
     assert got[0].enqueued_at <= got[0].started_at <= got[0].ended_at
     assert not got[1].ok and got[1].reason.startswith("RuntimeError: first attempt fails")
     assert got[2].status == "missing"
+    assert client.states(fake_redis, [ok.id, bad.id, "nosuchjob"]) == {
+        ok.id: "finished",
+        bad.id: "failed",
+        "nosuchjob": "missing",
+    }
+    outcome = client.wait(fake_redis, [ok, bad], timeout=5)
+    assert outcome.jobs[0].result is not None and outcome.jobs[0].result.ended_at >= outcome.jobs[0].result.started_at
+
+
+def test_run_returns_the_value_or_raises_the_failure(fake_redis, tmp_path: Path):
+    done: dict[str, object] = {}
+    runner = threading.Thread(
+        target=lambda: done.update(v=client.run(fake_redis, "r", client.Call("tasks.cpu.trivial", [5]), timeout=20))
+    )
+    runner.start()
+    until_queued(fake_redis, "r")
+    drain(fake_redis, "r")
+    runner.join(timeout=20)
+    assert done["v"]["value"] == 5
+    failing = threading.Thread(
+        target=lambda: done.update(
+            e=pytest.raises(
+                JobFailed,
+                client.run,
+                fake_redis,
+                "r",
+                client.Call("tasks.faults.fails_once", [str(tmp_path / "f")]),
+                timeout=20,
+            )
+        )
+    )
+    failing.start()
+    until_queued(fake_redis, "r")
+    drain(fake_redis, "r")
+    failing.join(timeout=20)
+    assert "first attempt fails by design" in str(done["e"].value)
+
+
+def until_queued(conn, name: str) -> None:
+    deadline = time.monotonic() + 10
+    while client.queue(conn, name).count == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
 
 
 def test_a_redis_that_stays_away_ends_the_wait_with_one_error():

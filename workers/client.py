@@ -18,23 +18,30 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import redis
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus, Retry
 from rq.queue import EnqueueData, Queue
-from rq.results import Result
 from rq.serializers import JSONSerializer
 
 from workers import defaults
 from workers.errors import BadJob, ConfigError, JobFailed, JobTimeout, NotFound, RedisUnavailable
-
-FINISHED_STATES: frozenset[str] = frozenset(
-    {JobStatus.FINISHED.value, JobStatus.FAILED.value, JobStatus.STOPPED.value, JobStatus.CANCELED.value}
+from workers.results import (
+    FINISHED_STATES,
+    JobResult,
+    failure_reason,
+    failure_text,
+    fetch_results,
+    last_line,
 )
-"""Job states RQ never leaves by itself: a waiter stops waiting for a job in one of these."""
+
+__all__ = [
+    "FINISHED_STATES", "BATCH_FUNCTION", "LOST", "Call", "JobOptions", "JobOutcome", "JobResult", "Outcome",
+    "enqueue", "enqueue_many", "failure_reason", "failure_text", "fetch_job", "fetch_results", "last_line",
+    "progress_of", "promote_due", "queue", "run", "states", "task_calls", "wait",
+]  # fmt: skip
 
 BATCH_FUNCTION = "tasks.batch.run_batch"
 """The registered job function that fans a batch of task calls out on a node's Pool."""
@@ -156,76 +163,6 @@ def enqueue(client: redis.Redis, queue_name: str, call: Call, options: JobOption
     return enqueue_many(client, queue_name, [call], options)[0]
 
 
-# -- what came back ----------------------------------------------------------------------------------
-def failure_text(job: Job) -> str:
-    """The full error (traceback) of a failed job, or ''."""
-    result = job.latest_result()
-    text = (result.exc_string if result is not None else None) or job.exc_info or ""
-    return text.strip()
-
-
-def last_line(text: str) -> str:
-    """The last non-blank line of an error: the reason a user can read."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
-def failure_reason(job: Job) -> str:
-    """The last line of a failed job's error."""
-    return last_line(failure_text(job))
-
-
-def _stamp(raw: bytes | None) -> float | None:
-    if not raw:
-        return None
-    try:
-        return datetime.fromisoformat(raw.decode().replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """One job as it came back: its state, its value or failure reason, and when it ran (epoch seconds)."""
-
-    id: str
-    status: str
-    value: Any = None
-    reason: str = ""
-    enqueued_at: float | None = None
-    started_at: float | None = None
-    ended_at: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == JobStatus.FINISHED.value
-
-
-def fetch_results(client: redis.Redis, ids: Sequence[str]) -> list[JobResult]:
-    """The latest result and timestamps of each job, in order, in one pipelined round trip."""
-    with client.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.xrevrange(Result.get_key(job_id), "+", "-", count=1)
-            pipe.hmget(Job.key_for(job_id), "status", "enqueued_at", "started_at", "ended_at", "exc_info")
-        rows = pipe.execute()
-    out = []
-    for job_id, stream, fields in zip(ids, rows[::2], rows[1::2], strict=True):
-        status = fields[0].decode() if fields[0] else "missing"
-        value, reason = None, ""
-        if stream:
-            result_id, payload = stream[0]
-            result = Result.restore(job_id, result_id.decode(), payload, client, serializer=JSONSerializer)
-            if result.type == Result.Type.SUCCESSFUL:
-                value = result.return_value
-            else:
-                reason = last_line(result.exc_string or "") or result.type.name.lower()
-        if status != JobStatus.FINISHED.value and not reason and status in FINISHED_STATES:
-            reason = status
-        stamps = [_stamp(v) for v in fields[1:4]]
-        out.append(JobResult(job_id, status, value, reason, *stamps))
-    return out
-
-
 # -- the one waiter ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class JobOutcome:
@@ -236,6 +173,8 @@ class JobOutcome:
     tasks: int
     value: Any = None
     reason: str = ""
+    result: JobResult | None = None
+    """Its latest result with the job's own timestamps (None for 'timeout' and 'missing')."""
 
 
 @dataclass(frozen=True)
@@ -282,6 +221,15 @@ class Outcome:
             if job.status != JobStatus.FINISHED.value:
                 raise JobFailed(f"job {job.id} {job.status}: {job.reason or job.status}")
         return self
+
+
+def states(client: redis.Redis, ids: Sequence[str]) -> dict[str, str]:
+    """Each job's status in one pipelined round trip ('missing' when its hash is gone)."""
+    with client.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(Job.key_for(job_id), "status")
+        raw = pipe.execute()
+    return {job_id: value.decode() if value else "missing" for job_id, value in zip(ids, raw, strict=True)}
 
 
 def _poll(client: redis.Redis, pending: dict[str, int]) -> tuple[dict[str, str], dict[str, int]]:
@@ -376,7 +324,7 @@ def wait(
     for job_id in ids:
         got = results.get(job_id)
         reason = got.reason if got else ("" if ended[job_id] == "timeout" else "its job hash is gone")
-        outcomes.append(JobOutcome(job_id, ended[job_id], size_of[job_id], got.value if got else None, reason))
+        outcomes.append(JobOutcome(job_id, ended[job_id], size_of[job_id], got.value if got else None, reason, got))
     return Outcome(wall, outcomes)
 
 
