@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,6 +14,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from tests.conftest import Nodes
+from tests.restartable_redis import RestartableRedis
 from workers import client, redis_server
 from workers.errors import ConfigError, JobFailed, JobTimeout, RedisUnavailable
 from workers.slot import SlotWorker
@@ -193,31 +192,12 @@ def test_a_redis_that_stays_away_ends_the_wait_with_one_error():
 
 
 # -- against a real redis-server that is killed and restarted, with a real node ----------------------
-def _start_redis(binary: str, port: int, password: str, workdir: Path) -> subprocess.Popen[bytes]:
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password, "--save", "",
-            "--appendonly", "yes", "--appendfsync", "always", "--dir", str(workdir), "--daemonize", "no"]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            with redis.Redis(port=port, password=password, socket_connect_timeout=0.3) as probe:
-                probe.ping()
-            return proc
-        except (redis.ConnectionError, redis.TimeoutError):
-            time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise AssertionError("redis-server did not start")
-
-
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_the_waiter_survives_a_redis_restart_and_a_job_longer_than_socket_timeouts(tmp_path: Path):
-    binary, _ = redis_server.find_redis_server()
-    port, password = redis_server._free_port(), "pw" + os.urandom(4).hex()
-    url = f"redis://:{password}@127.0.0.1:{port}/0"
-    server = _start_redis(binary, port, password, tmp_path)
+    server = RestartableRedis(tmp_path).start()
+    url = server.url
     nodes = Nodes(url, tmp_path)
     conn = redis_server.connect(url)
     try:
@@ -227,9 +207,8 @@ def test_the_waiter_survives_a_redis_restart_and_a_job_longer_than_socket_timeou
         waiter.start()
         time.sleep(0.5)
         server.kill()  # kill -9: the waiter's connection breaks mid-poll
-        server.wait()
         time.sleep(2.0)
-        server = _start_redis(binary, port, password, tmp_path)  # same port, password and data (AOF)
+        server.start()  # same port, password and data (AOF)
         nodes.start("restart-n1", pool=1)  # the 7 s job runs only now, after the restart
         waiter.join(timeout=80)
         assert not waiter.is_alive(), "the waiter never returned"
@@ -241,4 +220,3 @@ def test_the_waiter_survives_a_redis_restart_and_a_job_longer_than_socket_timeou
         nodes.stop_all()
         conn.close()
         server.kill()
-        server.wait()

@@ -149,9 +149,10 @@ def test_status_shows_node_heartbeat_and_queue_counts(nodes, redis_url, real_red
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     high = next(q for q in info["queues"] if q["queue"] == "high")
-    assert high == {"queue": "high", "queued": 0, "started": 0, "finished": 3, "failed": 0}
+    assert high == {"queue": "high", "queued": 0, "started": 0, "finished": 3, "failed": 0, "deferred": 0,
+                    "scheduled": 0, "canceled": 0}  # fmt: skip
     (node,) = info["nodes"]
-    assert node["name"] == "n1" and node["slots_total"] == 2 and node["pool_size"] == "2"
+    assert node["name"] == "n1" and node["slots_total"] == 2 and node["pool_size"] == 2
     assert node["rss_bytes"] > 10 * 2**20 and node["processes"] == 5
     assert 0 <= node["age_s"] < 10 and isinstance(node["stale"], bool)  # the key's TTL is 10 s
     human = runner.invoke(app, ["--redis-url", redis_url, "status"])

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from tests.conftest import REPO, Nodes, mplab_cmd
+from tests.restartable_redis import RestartableRedis
 from workers import client
 
 runner = CliRunner()
@@ -149,3 +150,32 @@ def test_watch_piped_prints_one_json_document_per_refresh_and_stops_on_sigint(re
             proc.wait()
     assert all(isinstance(doc["queues"], list) and "updated_at" in doc for doc in docs)
     assert proc.returncode == 130 and b"Traceback" not in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_watch_goes_on_through_a_redis_restart(tmp_path):
+    server = RestartableRedis(tmp_path).start()
+    proc = subprocess.Popen(
+        mplab_cmd("--redis-url", server.url, "status", "--watch", "-n", "0.2", "--json"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    try:
+        assert proc.stdout is not None
+        before = [json.loads(proc.stdout.readline()) for _ in range(2)]
+        server.kill()
+        time.sleep(1.5)
+        server.start()
+        after = [json.loads(proc.stdout.readline()) for _ in range(2)]  # snapshots again, same process
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        server.kill()
+    assert before and after[-1]["updated_at"] > before[-1]["updated_at"]
+    assert b"Redis unreachable" in err and b"Traceback" not in err
+    assert proc.returncode == 130
