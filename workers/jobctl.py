@@ -86,10 +86,12 @@ def _iso(value: Any) -> str | None:
 
 
 def _function(job: Job) -> str:
+    """The job's function; for a batch job, what the batch carries (e.g. 'batch of 4 x tasks.cpu.sum_squares')."""
     try:
-        return job.func_name or ""
+        name = job.func_name or ""
     except Exception:  # noqa: BLE001 - a pickled or corrupt payload: say so instead of failing
         return "<not JSON: refused>"
+    return job.description or name if name == jobclient.BATCH_FUNCTION else name
 
 
 def _raw_status(client: redis.Redis, job_id: str) -> str:
