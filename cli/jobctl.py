@@ -70,10 +70,14 @@ def jobs(
     json: JsonOpt = False,
 ) -> None:
     """List jobs by state (queued, started, finished, failed, ...), failed ones with their reason."""
-    if queue:
+    if queue is not None:
         check_queue_name(queue)
     with open_redis(ctx, needs=NEEDS.format("jobs")) as conn:
-        queues = [check_queue_name(queue)] if queue else jobctl.known_queues(conn.client, settings_of(ctx).queues)
+        queues = (
+            [check_queue_name(queue)]
+            if queue is not None
+            else jobctl.known_queues(conn.client, settings_of(ctx).queues)
+        )
         rows = jobctl.list_jobs(conn.client, queues, status or list(State), limit)
     if json:
         print_json(rows)
@@ -120,11 +124,15 @@ def requeue(
     """Put failed (or canceled) jobs back on their queue. Exit 1 if any could not be."""
     if bool(job_ids) == failed:
         raise typer.BadParameter("give job ids or --failed (one of the two)", param_hint="JOB_IDS / --failed")
-    if queue:
+    if queue is not None:
         check_queue_name(queue)
     with open_redis(ctx, needs=NEEDS.format("requeue")) as conn:
         if failed:
-            queues = [check_queue_name(queue)] if queue else jobctl.known_queues(conn.client, settings_of(ctx).queues)
+            queues = (
+                [check_queue_name(queue)]
+                if queue is not None
+                else jobctl.known_queues(conn.client, settings_of(ctx).queues)
+            )
             actions = jobctl.requeue_failed(conn.client, queues)
             if not actions:
                 console.print(f"no failed jobs on {', '.join(queues)}")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from typer.exceptions import TyperException
 
 from cli import compare, jobctl, lab, node, redis_cmd, status, submit, tickets
@@ -119,7 +120,7 @@ def main() -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         message = exc.format_message()
         if message:  # empty when a bare group printed its help (no_args_is_help)
-            err_console.print(f"[red]error:[/red] {message}{hint}", highlight=False, soft_wrap=True)
+            err_console.print(f"[red]error:[/red] {escape(message + hint)}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2))
     except (typer.Abort, KeyboardInterrupt):
         err_console.print("[yellow]aborted[/yellow]")
