@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import os
 import platform
@@ -64,8 +63,10 @@ class Settings:
             raise ConfigError("queues must be non-empty names, got ''")
         for name in self.queues:
             check_queue_name(name)
-        if not math.isfinite(self.grace_period) or self.grace_period < 0:
-            raise ConfigError(f"grace period must be >= 0 seconds, got {self.grace_period}")
+        if not 0 <= self.grace_period <= defaults.MAX_GRACE_PERIOD:  # False for NaN too
+            raise ConfigError(
+                f"grace period must be >= 0 and <= {defaults.MAX_GRACE_PERIOD:g} seconds, got {self.grace_period}"
+            )
         if self.redis_url is not None:
             check_redis_url(self.redis_url)
 
