@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, is_dataclass
-from enum import StrEnum
 from typing import Annotated, Any
 
 import redis
@@ -91,19 +91,9 @@ EXIT_CODES = "Exit codes: 0 success, 1 failure or not found, 2 usage error (bad 
 
 def finite(value: float | None) -> float | None:
     """Option callback: NaN and infinities are usage errors (click's ranges let NaN through)."""
-    import math
-
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"must be a finite number, got {value}")
     return value
-
-
-class StartMethod(StrEnum):
-    """How multiprocessing starts processes."""
-
-    fork = "fork"
-    forkserver = "forkserver"
-    spawn = "spawn"
 
 
 @dataclass

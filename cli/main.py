@@ -13,8 +13,8 @@ from rich.markup import escape
 from typer.exceptions import TyperException
 
 from cli import compare, jobctl, lab, node, redis_cmd, status, submit, tickets
-from cli.base import EXIT_CODES, LabGroup, StartMethod, err_console
-from workers.settings import Settings
+from cli.base import EXIT_CODES, LabGroup, err_console
+from workers.settings import Settings, StartMethod
 
 
 def _version(value: bool) -> None:

@@ -95,7 +95,10 @@ def status(
     with open_redis(ctx, needs=NEEDS) as conn:
         if not watch:
             report = monitor.snapshot(conn.client, settings.queues, conn.where)
-            print_json(report) if json else console.print(render(report))
+            if json:
+                print_json(report)
+            else:
+                console.print(render(report))
             return
         if json or not console.is_terminal:  # piped: one snapshot after another, never cursor tricks
             while True:

@@ -10,6 +10,7 @@ import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,7 +18,16 @@ from urllib.parse import urlsplit
 from workers import defaults
 from workers.errors import ConfigError
 
-START_METHODS = ("fork", "forkserver", "spawn")
+
+class StartMethod(StrEnum):
+    """How multiprocessing starts processes (a choice of the CLI's --start-method)."""
+
+    fork = "fork"
+    forkserver = "forkserver"
+    spawn = "spawn"
+
+
+START_METHODS = tuple(method.value for method in StartMethod)
 QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 """A queue name: 1-100 characters of letters, digits and `_ . : -`, starting with a letter or digit."""
 
