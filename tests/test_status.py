@@ -179,3 +179,12 @@ def test_watch_goes_on_through_a_redis_restart(tmp_path):
     assert before and after[-1]["updated_at"] > before[-1]["updated_at"]
     assert b"Redis unreachable" in err and b"Traceback" not in err
     assert proc.returncode == 130
+
+
+def test_heartbeat_fields_are_read_tolerantly():
+    from workers.monitor import field_of
+
+    beat = {"pid": "12", "cpu_percent": "3.5", "stale": "False", "rss_bytes": "lots", "pool_pids": "[1, 2]"}
+    assert field_of(beat, "pid", 0) == 12 and field_of(beat, "cpu_percent", 0.0) == 3.5
+    assert field_of(beat, "stale", True) is False and field_of(beat, "rss_bytes", 0) == 0
+    assert field_of(beat, "missing", "?") == "?"

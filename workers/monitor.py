@@ -115,6 +115,8 @@ def field_of(node: Any, key: str, default: Any) -> Any:
     value = node.get(key, default) if isinstance(node, dict) else getattr(node, key, default)
     if value is None:
         return default
+    if isinstance(default, bool):  # bool("False") is True
+        return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
     try:
         return type(default)(value) if default is not None and not isinstance(default, list) else value
     except (TypeError, ValueError):
