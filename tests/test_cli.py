@@ -70,7 +70,7 @@ def test_every_command_has_help():
         (["submit", "cpu", "--tasks", "0"], 2, "Invalid value for '--tasks'"),
         (["submit", "cpu", "--tasks", "10000000"], 2, "Invalid value for '--tasks'"),
         (["submit", "cpu", "--batch", "0"], 2, "Invalid value for '--batch'"),
-        (["submit", "cpu", "--batch", "100000"], 2, "Invalid value for '--batch'"),
+        (["submit", "cpu", "--batch", "100001"], 2, "Invalid value for '--batch'"),
         (["submit", "cpu", "--retry", "11"], 2, "Invalid value for '--retry'"),
         (["submit", "cpu", "--retry-interval", "-1"], 2, "Invalid value for '--retry-interval'"),
         (["submit", "cpu", "--job-timeout", "0"], 2, "Invalid value for '--job-timeout'"),

@@ -15,8 +15,8 @@ from rq.serializers import JSONSerializer
 
 from tests.conftest import Nodes
 from tests.restartable_redis import RestartableRedis
-from workers import client, redis_server
-from workers.errors import ConfigError, JobFailed, JobTimeout, RedisUnavailable
+from workers import client, defaults, redis_server
+from workers.errors import ConfigError, JobFailed, JobTimeout, PayloadTooLarge, RedisUnavailable
 from workers.slot import SlotWorker
 from workers.submit import sum_squares_expected
 
@@ -56,12 +56,15 @@ def test_job_options_have_finite_ranges(changes, needle):
 
 
 def test_payload_limits_are_checked_before_anything_is_sent(fake_redis):
-    huge = client.Call("tasks.cpu.trivial", ["x" * (2 * 2**20)])
-    with pytest.raises(ConfigError, match="the limit is 1048576"):
+    huge = client.Call("tasks.cpu.trivial", ["x" * (9 * 2**20)])
+    with pytest.raises(PayloadTooLarge, match=f"the limit is {defaults.MAX_PAYLOAD_BYTES}"):
         client.enqueue_many(fake_redis, "default", [client.Call("tasks.cpu.trivial", [1]), huge])
     assert client.queue(fake_redis, "default").count == 0  # all or nothing
     with pytest.raises(ConfigError, match="--batch"):
         client.task_calls("tasks.cpu.trivial", [[1]] * 3, batch=10**6)
+    too_many = client.Call(client.BATCH_FUNCTION, ["tasks.cpu.trivial", [[1]] * (defaults.MAX_BATCH_ITEMS + 1)])
+    with pytest.raises(PayloadTooLarge, match="items"):
+        client.enqueue(fake_redis, "default", too_many)
 
 
 def test_options_reach_rq(fake_redis):

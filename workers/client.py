@@ -27,7 +27,7 @@ from rq.queue import EnqueueData, Queue
 from rq.serializers import JSONSerializer
 
 from workers import defaults
-from workers.errors import BadJob, ConfigError, JobFailed, JobTimeout, NotFound, RedisUnavailable
+from workers.errors import BadJob, ConfigError, JobFailed, JobTimeout, NotFound, PayloadTooLarge, RedisUnavailable
 from workers.results import (
     FINISHED_STATES,
     JobResult,
@@ -123,9 +123,9 @@ def task_calls(task: str, arg_lists: Sequence[Sequence[Any]], batch: int) -> lis
 def _prepare(call: Call, options: JobOptions) -> EnqueueData:
     payload = len(json.dumps([list(call.args), call.kwargs]))
     if payload > defaults.MAX_PAYLOAD_BYTES:
-        raise ConfigError(f"a job's arguments take {payload} bytes; the limit is {defaults.MAX_PAYLOAD_BYTES}")
+        raise PayloadTooLarge(f"a job's arguments take {payload} bytes; the limit is {defaults.MAX_PAYLOAD_BYTES}")
     if call.func == BATCH_FUNCTION and len(call.args) > 1 and len(call.args[1]) > defaults.MAX_BATCH_ITEMS:
-        raise ConfigError(f"a batch carries {len(call.args[1])} items; the limit is {defaults.MAX_BATCH_ITEMS}")
+        raise PayloadTooLarge(f"a batch carries {len(call.args[1])} items; the limit is {defaults.MAX_BATCH_ITEMS}")
     return Queue.prepare_data(
         call.func,
         args=list(call.args),

@@ -130,6 +130,3 @@ MAX_LIST = 10_000
 
 WATCH_INTERVAL = 1.0
 """Seconds between two refreshes of `mplab status --watch`."""
-
-MAX_GRACE_PERIOD = 3_600.0
-"""Longest grace period a stopping node may give running jobs, in seconds."""

@@ -28,8 +28,8 @@ class StartMethod(StrEnum):
 
 
 START_METHODS = tuple(method.value for method in StartMethod)
-QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
-"""A queue name: 1-100 characters of letters, digits and `_ . : -`, starting with a letter or digit."""
+QUEUE_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.:-]{{0,{defaults.MAX_QUEUE_NAME - 1}}}")
+"""A queue name: 1-64 letters, digits and `_ . : -`, starting with a letter or digit (what a node accepts)."""
 
 
 def default_pool_size() -> int:
@@ -73,9 +73,9 @@ class Settings:
             raise ConfigError("queues must be non-empty names, got ''")
         for name in self.queues:
             check_queue_name(name)
-        if not 0 <= self.grace_period <= defaults.MAX_GRACE_PERIOD:  # False for NaN too
+        if not 0 <= self.grace_period <= defaults.MAX_GRACE:  # False for NaN too
             raise ConfigError(
-                f"grace period must be >= 0 and <= {defaults.MAX_GRACE_PERIOD:g} seconds, got {self.grace_period}"
+                f"grace period must be >= 0 and <= {defaults.MAX_GRACE:g} seconds, got {self.grace_period}"
             )
         if self.redis_url is not None:
             check_redis_url(self.redis_url)
@@ -128,7 +128,8 @@ def check_queue_name(name: str) -> str:
     """Return `name` if it is a valid queue name, else raise ConfigError."""
     if not QUEUE_NAME.fullmatch(name):
         raise ConfigError(
-            f"bad queue name {name!r}: 1-100 letters, digits or _ . : - (starting with a letter or digit)"
+            f"bad queue name {name[:80]!r}: 1-{defaults.MAX_QUEUE_NAME} letters, digits or _ . : - "
+            "(starting with a letter or digit)"
         )
     return name
 
