@@ -108,3 +108,12 @@ CLAIMS_ZH: dict[str, str] = {
     "contention makes a Lock dearer: processes sharing one Lock pay more per update than one process alone": "竞争让锁更贵：多个进程共用一把锁时，每次更新的代价高于单个进程独占",
 }  # fmt: skip
 """The coverage edge-case claims in Chinese (keyed by their English text)."""
+
+DESCRIPTIONS_ZH: dict[str, str] = {
+    "locked-pipe": "多个写者同时写一个 Queue、一个 Pipe 端、以及每次发送都加锁的 Pipe 端：读端收到了什么",
+    "pool-maxtasks": "教材的 Pool(4) 跑 8 个长短不一的任务：哪个 pid 跑了哪些；再看 maxtasksperchild=1",
+    "imap-backlog": "map()、边到边取的 imap()、以及消费者落后时的 imap()：父进程的内存峰值",
+    "cow-refcounts": "fork 出的子进程自己的内存（USS）：刚 fork 后、读大缓冲区后、读大量 Python 对象后",
+    "returncode-traps": "手动检查返回码：教材的 ls、被信号杀死的子进程、shell 管道中间的失败",
+    "lock-contention": "共享计数器每次更新的纳秒数：不加锁、单独一把锁、多个进程同时争一把锁",
+}

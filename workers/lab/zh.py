@@ -307,3 +307,4 @@ DESCRIPTIONS: dict[str, str] = {
     "subprocess": "run（捕获/输入/check/超时）、Popen 流式读取与标准输入、程序不存在、结束整个进程树",
 }
 """What each experiment shows, in Chinese (for `lab list` and `lab show`)."""
+DESCRIPTIONS.update(coverage_text.DESCRIPTIONS_ZH)
