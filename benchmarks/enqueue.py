@@ -20,7 +20,7 @@ from rq.queue import Queue
 from rq.serializers import JSONSerializer
 
 from tasks import cpu
-from workers.jobs import enqueue_task_jobs
+from workers import client as jobclient
 from workers.redis_server import embedded_redis
 
 
@@ -35,7 +35,9 @@ def main() -> None:
         q = Queue("bench", connection=client, serializer=JSONSerializer)
 
         def mplab() -> None:
-            enqueue_task_jobs(client, "bench", cpu.trivial, [[i] for i in range(n)], 1)
+            jobclient.enqueue_many(
+                client, "bench", jobclient.task_calls("tasks.cpu.trivial", [[i] for i in range(n)], 1)
+            )
 
         def rq_many() -> None:
             datas = [Queue.prepare_data(cpu.trivial, args=[i]) for i in range(n)]

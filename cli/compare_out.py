@@ -265,8 +265,10 @@ def _latency(out: Out, result: Result) -> None:
 def _ipc(out: Out, result: Result) -> None:
     if result.enqueue_jobs_per_s is not None and result.enqueue_one_by_one_jobs_per_s is not None:
         e, one = result.enqueue_jobs_per_s, result.enqueue_one_by_one_jobs_per_s
-        out.wrapped(f"enqueue: enqueue_many in one pipeline {rate(e.median)} jobs/s {span(e, rate)}, one at a "
-                    f"time {rate(one.median)} jobs/s {span(one, rate)}", first="", indent="  ")  # fmt: skip
+        rq_many = result.enqueue_rq_many_jobs_per_s
+        ref = f", RQ's own enqueue_many {rate(rq_many.median)} {span(rq_many, rate)}" if rq_many else ""
+        out.wrapped(f"enqueue: mplab's submit path (one pipeline) {rate(e.median)} jobs/s {span(e, rate)}{ref}, "
+                    f"one at a time {rate(one.median)} jobs/s {span(one, rate)}", first="", indent="  ")  # fmt: skip
         out.line()
     out.line("IPC round trip, 100 bytes, to an echo process: median (min-max)")
     for row in result.ipc:

@@ -11,7 +11,7 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import JSONSerializer
 
-from workers import jobs
+from workers import submit
 
 SIZE = 3_000_000  # one task: ~0.15-0.5 s of CPU
 
@@ -36,7 +36,7 @@ def finished_once(client, job_ids) -> bool:
 
 
 def assert_one_result_each(client, job_ids, size=SIZE):
-    expected = jobs.sum_squares_expected(size)
+    expected = submit.sum_squares_expected(size)
     for job_id in job_ids:
         job = Job.fetch(job_id, connection=client, serializer=JSONSerializer)
         assert [r.type for r in job.results()] == [Result.Type.SUCCESSFUL], (job_id, job.meta)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from tests.conftest import REPO, mplab_cmd
 from workers.compare import isolation
-from workers.jobs import submit_cpu
+from workers.submit import submit_cpu
 
 runner = CliRunner()
 
@@ -200,8 +200,8 @@ def test_nodes_zero_uses_exactly_the_named_nodes(redis_url, nodes):
 @pytest.mark.integration
 def test_on_a_shared_queue_only_the_runs_own_jobs_are_removed(real_redis):
     """--nodes 0: the user's queue stays, with the user's jobs; compare's jobs go, wherever they are."""
-    theirs = submit_cpu(real_redis, "default", tasks=2, size=10, batch=1)[0]
-    ours = submit_cpu(real_redis, "default", tasks=3, size=10, batch=1)[0]
+    theirs = submit_cpu(real_redis, "default", tasks=2, size=10, batch=1)
+    ours = submit_cpu(real_redis, "default", tasks=3, size=10, batch=1)
     record = isolation.RunRecord.new()
     record.shared_queue = "default"
     foot = isolation.Footprint(real_redis, record)

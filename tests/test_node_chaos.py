@@ -32,7 +32,7 @@ from tests.chaos_tools import (
     tree,
     wait_until,
 )
-from workers import jobs
+from workers import client, submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
@@ -73,7 +73,7 @@ def test_kill9_node_mid_single_the_orphaned_slot_finishes_its_job_then_exits(nod
     n1.kill()
     wait_until(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=60)
     assert [r.type for r in job.results()] == [Result.Type.SUCCESSFUL]
-    assert job.return_value()["value"] == jobs.sum_squares_expected(SIZE * 10)
+    assert job.return_value()["value"] == submit.sum_squares_expected(SIZE * 10)
     assert job.latest_result().worker_name == "n1.slot1"  # not cut, not run twice
     assert_gone(children)
 
@@ -141,7 +141,7 @@ def test_a_timed_out_batch_stops_its_pool_work_and_the_next_batch_runs_at_once(n
     (pool_proc,) = [p for p in tree(n1) if p.pid != slot_pid]
     wait_until(lambda: slow.get_status(refresh=True) == JobStatus.FAILED, timeout=30)
     failed_at = time.monotonic()
-    assert "JobTimeoutException" in jobs.failure_reason(slow)
+    assert "JobTimeoutException" in client.failure_reason(slow)
     assert_gone([pool_proc], timeout=5)  # its Pool work stopped (issue 8: <= 2 s), not 200 tasks later
     quick = q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[10], [20]], 1)
     wait_until(lambda: quick.get_status(refresh=True) == JobStatus.FINISHED, timeout=30)
@@ -158,7 +158,7 @@ def test_a_corrupt_job_hash_is_failed_with_a_reason_and_no_slot_crash(nodes, red
     wait_until(lambda: good.get_status(refresh=True) == JobStatus.FINISHED)
     slot_pid = real_redis.hget("rq:worker:n1.slot1", "pid")
     assert bad.id in q.failed_job_registry.get_job_ids()
-    reason = jobs.failure_reason(Job.fetch(bad.id, connection=real_redis, serializer=JSONSerializer))
+    reason = client.failure_reason(Job.fetch(bad.id, connection=real_redis, serializer=JSONSerializer))
     assert "corrupt" in reason and "status='bogus'" in reason and "created_at='yesterday'" in reason, reason
     shown = runner.invoke(app, ["--redis-url", redis_url, "result", bad.id])
     assert shown.exit_code == 1 and "corrupt" in shown.stdout, shown.output

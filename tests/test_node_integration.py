@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from tasks import batch, cpu
-from workers import jobs
+from workers import client, submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
@@ -70,7 +70,7 @@ def test_batch_job_reports_progress_in_meta_while_running(nodes, real_redis):
     assert any(0 < done < 80 for done in seen), seen  # partial progress observed mid-run
     assert seen == sorted(seen)
     result = job.return_value()
-    assert result["values"] == [jobs.sum_squares_expected(500_000)] * 80
+    assert result["values"] == [submit.sum_squares_expected(500_000)] * 80
     assert len(result["tasks_per_pid"]) == 2  # fanned out over the node's Pool
     assert job.meta["progress"] == {"done": 80, "total": 80}
 
@@ -86,8 +86,8 @@ def test_unregistered_and_pickled_jobs_are_refused_and_never_run(nodes, real_red
     wait_until(lambda: evil.get_status(refresh=True) == JobStatus.FAILED)
     assert Job.fetch(pickled.id, connection=real_redis).get_status() == JobStatus.FAILED
     assert not marker.exists() and not Path(f"{marker}2").exists()
-    assert "not a registered mplab task" in jobs.failure_reason(evil)
-    assert "not JSON" in jobs.failure_reason(Job.fetch(pickled.id, connection=real_redis))
+    assert "not a registered mplab task" in client.failure_reason(evil)
+    assert "not JSON" in client.failure_reason(Job.fetch(pickled.id, connection=real_redis))
     assert {evil.id, pickled.id} <= set(json_q.failed_job_registry.get_job_ids())
     assert good.return_value()["value"] == 285
 
@@ -96,7 +96,9 @@ def test_sigterm_mid_batch_leaves_no_child_and_loses_no_job(nodes, real_redis):
     proc = nodes.start("n1", "--grace", "0.5", pool=2)
     children = psutil.Process(proc.pid).children(recursive=True)
     assert len(children) == 4  # 2 slots + Pool(2): the process tree the README describes
-    long_batch, _ = jobs.enqueue_task_jobs(real_redis, "default", cpu.sum_squares, [[3_000_000]] * 40, batch=40)
+    long_batch = client.enqueue_many(
+        real_redis, "default", client.task_calls("tasks.cpu.sum_squares", [[3_000_000]] * 40, 40)
+    )
     job = long_batch[0]
     wait_until(lambda: (job.refresh() or True) and job.meta.get("progress", {}).get("done", 0) > 0)
     proc.send_signal(signal.SIGTERM)
@@ -143,7 +145,7 @@ def test_stock_rq_worker_with_json_serializer_runs_mplab_jobs(redis_url, real_re
 
 def test_status_shows_node_heartbeat_and_queue_counts(nodes, redis_url, real_redis):
     nodes.start("n1", pool=2)
-    jobs.submit_cpu(real_redis, "high", tasks=3, size=10, batch=1)
+    submit.submit_cpu(real_redis, "high", tasks=3, size=10, batch=1)
     wait_until(lambda: Queue("high", connection=real_redis).finished_job_registry.count == 3)
     result = runner.invoke(app, ["--redis-url", redis_url, "status", "--json"])
     assert result.exit_code == 0, result.output
@@ -191,7 +193,7 @@ def test_a_timed_out_batch_does_not_hand_its_result_to_the_next_batch(nodes, rea
     quick = q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[10], [20]], 1)
     wait_until(lambda: quick.get_status(refresh=True) == JobStatus.FINISHED, timeout=90)
     assert slow.get_status(refresh=True) == JobStatus.FAILED
-    assert "JobTimeoutException" in jobs.failure_reason(slow)
+    assert "JobTimeoutException" in client.failure_reason(slow)
     assert quick.return_value()["values"] == [285, 2470]  # its own, not the slow batch's late reply
 
 
@@ -211,7 +213,7 @@ def test_a_pool_process_that_dies_requeues_its_batch_once_then_fails_it(nodes, r
     assert "Pool process" in doomed.meta["interruptions"][0] and "died" in doomed.meta["interruptions"][0]
     kill_its_pool_process()  # the re-queued batch runs again on the fresh Pool: its death fails it
     wait_until(lambda: doomed.get_status(refresh=True) == JobStatus.FAILED, timeout=60)
-    reason = jobs.failure_reason(doomed)
+    reason = client.failure_reason(doomed)
     assert "Pool processes died" in reason and "2 runs" in reason, reason
     assert doomed.id in q.failed_job_registry.get_job_ids()
     after = q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[10]], 1)

@@ -20,9 +20,9 @@ from typing import Literal
 import redis
 from rq.utils import str_to_date
 
-from tasks import cpu
+from tasks import cpu, registry
+from workers import client as jobclient
 from workers.errors import ConfigError
-from workers.jobs import enqueue_task_jobs
 from workers.netproxy import LatencyProxy
 
 WorkerKind = Literal["mplab", "stock"]
@@ -137,8 +137,8 @@ def drain(
 
 
 def _enqueue(client: redis.Redis, queue: str, jobs: int, batch: int) -> list[str]:
-    made = enqueue_task_jobs(client, queue, cpu.trivial, [[i] for i in range(jobs * batch)], batch)[0]
-    return [job.id for job in made]
+    calls = jobclient.task_calls(registry.name_of(cpu.trivial), [[i] for i in range(jobs * batch)], batch)
+    return [job.id for job in jobclient.enqueue_many(client, queue, calls)]
 
 
 def _enqueue_commands(client: redis.Redis, jobs: int, batch: int) -> int:

@@ -59,7 +59,7 @@ class Session:
             rows += self.cpu(size, count)
         rows += self.trivial()
         rows += self.k_sweep()
-        enqueue, one_by_one = self.enqueue()
+        enqueue, rq_many, one_by_one = self.enqueue()
         ipc = self.ipc()
         sales = self.tickets()
         header.serial_cpu_share = round(min(self.shares, default=1.0), 3)
@@ -71,6 +71,7 @@ class Session:
             reference_size=REFERENCE_SIZE,
             enqueue_jobs_per_s=enqueue,
             enqueue_one_by_one_jobs_per_s=one_by_one,
+            enqueue_rq_many_jobs_per_s=rq_many,
             ipc=ipc,
             tickets=sales,
             crossover=report.crossover(rows),
@@ -124,15 +125,16 @@ class Session:
         serial = partial(self.serial.run, CPU, items)
         return rounds.measure_size("k-sweep", size, serial, modes, self.plan.rounds, self.step, self.shares)
 
-    def enqueue(self) -> tuple[Spread, Spread]:
-        many, single = [], []
+    def enqueue(self) -> tuple[Spread, Spread, Spread]:
+        ours, many, single = [], [], []
         for r in range(self.plan.target_rounds):
             self.step(f"enqueue rate ({r + 1}/{self.plan.target_rounds})")
             queue = self.footprint.add_queue(self.footprint.record.queue(f"-enqueue-{r}"))
-            a, b = remote.enqueue_rate(self.target.client, queue, self.plan.enqueue_jobs)
-            many.append(a)
-            single.append(b)
-        return Spread.of(many), Spread.of(single)
+            a, b, c = remote.enqueue_rate(self.target.client, queue, self.plan.enqueue_jobs)
+            ours.append(a)
+            many.append(b)
+            single.append(c)
+        return Spread.of(ours), Spread.of(many), Spread.of(single)
 
     def ipc(self) -> list[IpcRow]:
         """100-byte round trips to an echo child, with lab's harness (the same one `lab run ipc-table` uses)."""

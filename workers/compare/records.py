@@ -216,14 +216,15 @@ class Result:
     header: Header
     rows: list[Row]
     reference_size: int
-    enqueue_jobs_per_s: Spread | None
-    enqueue_one_by_one_jobs_per_s: Spread | None
+    enqueue_jobs_per_s: Spread | None  # mplab's submit path: client.enqueue_many, one pipeline
+    enqueue_one_by_one_jobs_per_s: Spread | None  # RQ's own enqueue, one job at a time
     ipc: list[IpcRow]
     tickets: list[SaleRow]
     crossover: Finding
     batch_k: Finding
     targets: list[Target]
     step_seconds: dict[str, float]
+    enqueue_rq_many_jobs_per_s: Spread | None = None  # RQ's own enqueue_many, one pipeline (reference)
     latency: list[LatencyPoint] = field(default_factory=list)
     wire: list[WireCost] = field(default_factory=list)
 

@@ -16,20 +16,17 @@ from statistics import mean
 from typing import Any
 
 import redis
-from rq.job import Job
 from rq.queue import Queue
-from rq.results import Result
-from rq.serializers import JSONSerializer
-from rq.utils import str_to_date
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from tasks import registry
+from workers import client
+from workers.client import Outcome
 from workers.compare import procs
 from workers.compare.local import Run
 from workers.compare.records import RqTiming, Spread
-from workers.errors import JobFailed, JobTimeout, NodeUnavailable
+from workers.errors import JobFailed, NodeUnavailable
 from workers.heartbeat import node_key
-from workers.jobs import enqueue_task_jobs
 
 TRIVIAL = "tasks.cpu.trivial"
 RESULT_TTL = 600  # seconds; the run deletes its jobs at the end anyway
@@ -90,104 +87,54 @@ class LocalNodes:
         return [procs.tree_memory(p.pid) for p in self.procs]
 
 
-def _fetch(client: redis.Redis, ids: list[str]) -> tuple[list[Any], dict[str, float]]:
-    """Results (in order) and mean timings from the jobs' own timestamps, in pipelined round trips."""
-    with client.pipeline() as pipe:
-        for job_id in ids:
-            pipe.xrevrange(Result.get_key(job_id), "+", "-", count=1)
-            pipe.hmget(Job.key_for(job_id), "enqueued_at", "started_at", "ended_at", "status")
-        rows = pipe.execute()
-    values, waits, runs, starts, ends = [], [], [], [], []
-    for job_id, stream, stamps in zip(ids, rows[::2], rows[1::2], strict=True):
-        status = (stamps[3] or b"").decode()
-        if status != "finished" or not stream:
-            raise JobFailed(f"job {job_id} ended {status or 'missing'}: see `mplab result {job_id}`")
-        result_id, payload = stream[0]
-        result = Result.restore(job_id, result_id.decode(), payload, client, serializer=JSONSerializer)
-        values.append(result.return_value)
-        enq, start, end = (str_to_date(v).timestamp() for v in stamps[:3])
-        waits.append(start - enq)
-        runs.append(end - start)
-        starts.append(start)
-        ends.append(end)
-    timing = {"queue_wait_ms": mean(waits) * 1000, "running_ms": mean(runs) * 1000, "drain_s": max(ends) - min(starts)}
-    return values, timing
+def _timing(jobs: int, batch: int, enqueue_ms: float | None, fetch_ms: float | None, outcome: Outcome) -> RqTiming:
+    """Means per job from the jobs' own timestamps (enqueued, started, ended), and the drain rate."""
+    got = [j.result for j in outcome.jobs if j.result is not None]
+    stamps = [(r.enqueued_at, r.started_at, r.ended_at) for r in got]
+    if not stamps or any(v is None for row in stamps for v in row):
+        raise JobFailed("finished jobs without timestamps: the job hashes were changed while compare ran")
+    enq, start, end = ([float(row[i] or 0.0) for row in stamps] for i in range(3))
+    drain_s = max(end) - min(start)
+    drain = jobs / drain_s if drain_s > 0 else float("inf")
+    waits = [s - e for s, e in zip(start, enq, strict=True)]
+    runs = [e - s for s, e in zip(start, end, strict=True)]
+    return RqTiming(jobs, batch, enqueue_ms, mean(waits) * 1000, mean(runs) * 1000, fetch_ms, Spread.of([drain]))
 
 
-def _unfinished(client: redis.Redis, ids: set[str]) -> set[str]:
-    """The ids among `ids` whose job has not ended yet (one pipelined round trip)."""
-    order = list(ids)
-    with client.pipeline(transaction=False) as pipe:
-        for job_id in order:
-            pipe.hget(Job.key_for(job_id), "status")
-        states = pipe.execute()
-    ended = {b"finished", b"failed", b"stopped", b"canceled"}
-    return {job_id for job_id, state in zip(order, states, strict=True) if state not in ended}
-
-
-def _done_count(client: redis.Redis, q: Queue) -> int:
-    with client.pipeline() as pipe:
-        pipe.zcard(q.finished_job_registry.key)
-        pipe.zcard(q.failed_job_registry.key)
-        finished, failed = pipe.execute()
-    return int(finished) + int(failed)
-
-
-def _wait(client: redis.Redis, q: Queue, baseline: int, ids: list[str], timeout: float) -> None:
-    """Wait until every job in `ids` has ended.
-
-    Cheap to poll: the queue's finished+failed counts (two ZCARDs every 5 ms) say when all may have
-    ended; the jobs' own statuses confirm it (and every 100 ms anyway, in case registry clean-up
-    moved the counts).
-    """
-    pending = set(ids)
-    deadline = time.monotonic() + timeout
-    next_check = time.monotonic() + 0.1
-    while pending:
-        now = time.monotonic()
-        if now > deadline:
-            raise JobTimeout(
-                f"timed out after {timeout:.0f}s waiting for {len(pending)} job(s) on {q.name!r}: are nodes running?"
-            )
-        if _done_count(client, q) - baseline >= len(ids) or now >= next_check:
-            pending = _unfinished(client, pending)
-            next_check = now + 0.1
-        if pending:
-            time.sleep(0.005)
-
-
-def _timing(jobs: int, batch: int, enqueue_ms: float | None, fetch_ms: float | None, t: dict[str, float]) -> RqTiming:
-    drain = jobs / t["drain_s"] if t["drain_s"] > 0 else float("inf")
-    return RqTiming(jobs, batch, enqueue_ms, t["queue_wait_ms"], t["running_ms"], fetch_ms, Spread.of([drain]))
+def _enqueue_and_wait(conn: redis.Redis, queue: str, calls: list[client.Call], on_jobs: Callable[[list[str]], None]
+                      ) -> tuple[Outcome, float, float, float]:  # fmt: skip
+    """(outcome, enqueue s, wait s, result fetch s): one pipeline out, the one waiter back."""
+    baseline = client.ended_count(conn, queue)
+    t0 = time.perf_counter()
+    jobs = client.enqueue_many(conn, queue, calls, client.JobOptions(result_ttl=RESULT_TTL))
+    t_enq = time.perf_counter()
+    on_jobs([j.id for j in jobs])
+    outcome = client.wait(conn, jobs, [c.tasks for c in calls], timeout=300, poll=0.005,
+                          ended_since=(queue, baseline)).check()  # fmt: skip
+    waited = time.perf_counter() - t_enq
+    return outcome, t_enq - t0, outcome.wall_s, max(0.0, waited - outcome.wall_s)
 
 
 def rq_jobs(target: RqTarget, task: str, items: list[list[Any]], batch: int) -> Run:
-    """Enqueue (one pipeline), wait for all, fetch results; wall covers all three."""
-    client = target.client
-    q = Queue(target.queue, connection=client, serializer=JSONSerializer)
-    baseline = _done_count(client, q)
-    t0 = time.perf_counter()
-    jobs, _sizes = enqueue_task_jobs(client, target.queue, registry.resolve(task), items, batch, result_ttl=RESULT_TTL)
-    t_enq = time.perf_counter()
-    ids = [j.id for j in jobs]
-    target.on_jobs(ids)
-    _wait(client, q, baseline, ids, timeout=300)
-    t_done = time.perf_counter()
-    results, timing = _fetch(client, ids)
-    wall = time.perf_counter() - t0
-    values = [r["value"] for r in results] if batch <= 1 else [v for r in results for v in r["values"]]
-    fetch_ms = (time.perf_counter() - t_done) * 1000
-    rq = _timing(len(jobs), max(batch, 1), (t_enq - t0) * 1000, fetch_ms, timing)
-    return Run(wall, values, target.slots, rq=rq)
+    """Enqueue (one pipeline), wait for all, fetch results (the client does both); wall covers all three."""
+    calls = client.task_calls(task, items, max(batch, 1))
+    outcome, enq_s, wait_s, fetch_s = _enqueue_and_wait(target.client, target.queue, calls, target.on_jobs)
+    rq = _timing(len(calls), max(batch, 1), enq_s * 1000, fetch_s * 1000, outcome)
+    return Run(enq_s + wait_s + fetch_s, outcome.values(), target.slots, rq=rq)
 
 
-def enqueue_rate(client: redis.Redis, queue: str, count: int) -> tuple[float, float]:
-    """Jobs/s of `enqueue_many` in one pipeline, and of one `enqueue` at a time (jobs deleted afterwards)."""
-    q = Queue(queue, connection=client, serializer=JSONSerializer)
+def enqueue_rate(conn: redis.Redis, queue: str, count: int) -> tuple[float, float, float]:
+    """Jobs/s of mplab's submit path (`client.enqueue_many`), RQ's own `enqueue_many` in one pipeline, and
+    one `enqueue` at a time; the jobs are deleted afterwards."""
+    q = client.queue(conn, queue)
     fn = registry.resolve(TRIVIAL)
+    calls = client.task_calls(TRIVIAL, [[i] for i in range(count)], 1)
+    t0 = time.perf_counter()
+    client.enqueue_many(conn, queue, calls)
+    t_ours = time.perf_counter() - t0
     datas = [Queue.prepare_data(fn, args=(i,)) for i in range(count)]
     t0 = time.perf_counter()
-    with client.pipeline() as pipe:
+    with conn.pipeline() as pipe:
         q.enqueue_many(datas, pipeline=pipe)
         pipe.execute()
     t_many = time.perf_counter() - t0
@@ -197,7 +144,7 @@ def enqueue_rate(client: redis.Redis, queue: str, count: int) -> tuple[float, fl
         q.enqueue(fn, i)
     t_single = time.perf_counter() - t0
     q.delete(delete_jobs=True)
-    return count / t_many, few / t_single
+    return count / t_ours, count / t_many, few / t_single
 
 
 STOCK = {"simple": "rq.worker.SimpleWorker", "forking": None}
@@ -238,17 +185,7 @@ class StockWorkers:
 
     def drain(self, kind: str, count: int) -> Run:
         """Enqueue `count` trivial jobs on that kind's queue; jobs/s from the jobs' own timestamps."""
-        queue = self.queues[kind]
-        q = Queue(queue, connection=self.client, serializer=JSONSerializer)
-        fn = registry.resolve(TRIVIAL)
-        baseline = _done_count(self.client, q)
-        t0 = time.perf_counter()
-        with self.client.pipeline() as pipe:
-            datas = [Queue.prepare_data(fn, args=(i,), result_ttl=RESULT_TTL) for i in range(count)]
-            jobs = q.enqueue_many(datas, pipeline=pipe)
-            pipe.execute()
-        ids = [j.id for j in jobs]
-        _wait(self.client, q, baseline, ids, timeout=300)
-        wall = time.perf_counter() - t0
-        results, timing = _fetch(self.client, ids)
-        return Run(wall, [r["value"] for r in results], self.per_kind, rq=_timing(count, 1, None, None, timing))
+        calls = client.task_calls(TRIVIAL, [[i] for i in range(count)], 1)
+        outcome, enq_s, wait_s, fetch_s = _enqueue_and_wait(self.client, self.queues[kind], calls, lambda ids: None)
+        rq = _timing(count, 1, None, None, outcome)
+        return Run(enq_s + wait_s + fetch_s, outcome.values(), self.per_kind, rq=rq)
