@@ -89,12 +89,6 @@ def cpu(
     with open_redis(ctx, needs=what) as conn:
         if wait:
             _check_served(conn, queue)
-        elif retry and retry_interval:
-            err_console.print(
-                "[yellow]warning:[/yellow] a retry with --retry-interval waits in the `scheduled` registry until "
-                "something moves it back when due: `submit --wait` does (workers/client.py promote_due)",
-                highlight=False,
-            )
         jobs = submit_cpu(conn.client, queue, tasks, size, batch, options)
         ids = [job.id for job in jobs]
         if not wait:

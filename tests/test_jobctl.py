@@ -109,6 +109,19 @@ def test_submit_wait_with_retry_options_and_batch_progress_in_result(redis_url, 
     assert "3/3 tasks" in cli(redis_url, "result", job.id).stdout
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_retry_with_an_interval_comes_back_without_a_waiter(real_redis, nodes: Nodes, tmp_path: Path):
+    """RQ leaves due retries to a scheduler process; every live node promotes them (no `submit --wait`)."""
+    nodes.start("ctl-retry", pool=1)
+    options = client.JobOptions(retry=1, retry_interval=1)
+    job = client.enqueue(real_redis, "default", client.Call("tasks.faults.fails_once", [str(tmp_path / "m")]), options)
+    until(lambda: job.get_status(refresh=True) == "finished", timeout=60)  # failed once, scheduled, ran again
+    job.refresh()
+    assert job.latest_result().return_value["value"] == "succeeded after a failure"
+    assert job.retries_left == 0
+
+
 def test_submit_wait_warns_when_no_node_serves_the_queue_and_honours_its_timeout(redis_url, real_redis):
     t0 = time.monotonic()
     out = cli(redis_url, "submit", "cpu", "-t", "1", "-s", "10", "-q", "nobody", "--wait", "--timeout", "0.5")

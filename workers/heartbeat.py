@@ -67,7 +67,7 @@ class Heart:
                 continue
         return cpu, rss, pss, count
 
-    def beat(self, slots: list[str], state: str) -> dict[str, Any]:
+    def beat(self, slots: list[str], state: str, pool_pids: list[int] | None = None) -> dict[str, Any]:
         """Write one heartbeat; returns what was written."""
         with self.client.pipeline() as pipe:
             for slot in slots:
@@ -93,6 +93,7 @@ class Heart:
             "jobs_done": done,
             "jobs_failed": failed,
             "slots": json.dumps(slots),
+            "pool_pids": json.dumps(pool_pids or []),
         }
         with self.client.pipeline() as pipe:
             pipe.hset(node_key(self.name), mapping={k: str(v) for k, v in beat.items()})

@@ -35,6 +35,7 @@ import redis
 from rq.worker import SimpleWorker
 
 from workers import catalog, defaults, nodectx, recovery
+from workers import client as jobclient
 from workers.errors import ConfigError, RedisUnavailable
 from workers.fanout import Fanout
 from workers.heartbeat import Heart, node_key, worker_key
@@ -257,7 +258,8 @@ class Node:
         """Write the heartbeat; track Redis outages (stop after `redis_timeout`, log once per outage)."""
         now = time.monotonic()
         try:
-            self.heart.beat([s.name for s in self.slots], "stopping" if self.stopping else "running")
+            self.heart.beat([s.name for s in self.slots], "stopping" if self.stopping else "running",
+                            self.fanout.pool.pids())  # fmt: skip
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if self.redis_lost_at is None:
                 self.redis_lost_at = now
@@ -279,10 +281,12 @@ class Node:
 
     def _sweep(self) -> None:
         """Re-queue jobs of dead nodes; only once Redis has answered for a heartbeat TTL (after an outage
-        every live node's key may have expired: they get that long to write it again)."""
+        every live node's key may have expired: they get that long to write it again). Also move retries
+        whose interval is over from the scheduled registry back to their queue (RQ's scheduler's job)."""
         if self.redis_lost_at is not None or time.monotonic() - self.redis_back_at < defaults.HEARTBEAT_TTL:
             return
         try:
+            jobclient.promote_due(self.client, self.settings.queues)
             outcomes = recovery.sweep(self.client, self.settings.queues, self.name)
         except redis.RedisError as exc:
             log.warning("node %s: sweep failed: %s", self.name, exc)
