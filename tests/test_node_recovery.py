@@ -9,7 +9,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
 from tasks import cpu
-from workers import defaults, jobs, recovery
+from workers import client, defaults, recovery
 from workers.recovery import Cut
 
 
@@ -41,7 +41,7 @@ def test_a_job_whose_node_dies_is_requeued_at_the_front_and_counted_then_failed_
     assert outcome.action == "failed"
     job.refresh()
     assert job.get_status() == JobStatus.FAILED and job.id in q.failed_job_registry.get_job_ids()
-    reason = jobs.failure_reason(job)
+    reason = client.failure_reason(job)
     assert f"{defaults.POISON_LIMIT} runs" in reason and "nodes or slots died" in reason, reason
     assert q.job_ids == [other.id]
 
@@ -101,4 +101,4 @@ def test_an_unreadable_job_hash_is_quarantined_with_the_bad_fields_named(fake_re
     assert "status='bogus'" in reason and "created_at='yesterday'" in reason
     readable = Job.fetch(job.id, connection=fake_redis, serializer=JSONSerializer)
     assert readable.get_status() == JobStatus.FAILED and job.id in q.failed_job_registry.get_job_ids()
-    assert jobs.failure_reason(readable) == reason
+    assert client.failure_reason(readable) == reason
