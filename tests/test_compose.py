@@ -170,15 +170,32 @@ def test_lab_services_exist(services: dict[str, Any]) -> None:
     assert {"redis", "worker", "dashboard", "cli"} <= set(services)
 
 
-def test_redis_is_password_protected_ephemeral_and_local(services: dict[str, Any]) -> None:
+def test_redis_is_password_protected_durable_and_local(services: dict[str, Any], empty_env_file: Path) -> None:
     redis = services["redis"]
     assert redis["image"].startswith("redis:7"), redis["image"]
     cmd = command(redis)
     assert cmd[0] == "redis-server", cmd
     assert cmd[cmd.index("--requirepass") + 1] == "mplab"
-    assert cmd[cmd.index("--save") + 1] == "", 'RDB snapshots must be off (--save "")'
-    assert cmd[cmd.index("--appendonly") + 1] == "no"
-    assert_localhost_only(redis, "6379", "6379")
+    # Durable: every write in the AOF, fsync'd every second, in /data ...
+    assert cmd[cmd.index("--appendonly") + 1] == "yes", cmd
+    assert cmd[cmd.index("--appendfsync") + 1] == "everysec", cmd
+    assert cmd[cmd.index("--dir") + 1] == "/data", cmd
+    # ... which is a named volume (it outlives the container; `down -v` deletes it).
+    mounts = [_mount(volume) for volume in redis.get("volumes") or []]
+    named = [source for kind, source, target in mounts if target == "/data" and kind == "volume"]
+    assert named, f"/data must be a named volume: {mounts}"
+    volumes = compose_config(empty_env_file).get("volumes") or {}
+    assert named[0] in volumes or any(named[0].endswith("_" + v) for v in volumes), (named, volumes)
+    # Not 6379 on the host: a host's own Redis would make `up` fail.
+    assert_localhost_only(redis, "16379", "6379")
+
+
+def _mount(volume: str | dict[str, Any]) -> tuple[str, str, str]:
+    """(type, source, target) of a service volume, v1 ("src:dst[:mode]") or v2 (a mapping)."""
+    if isinstance(volume, dict):
+        return volume.get("type", "volume"), str(volume.get("source", "")), str(volume["target"])
+    source, target = volume.split(":")[:2]
+    return ("bind" if source.startswith(("/", ".")) else "volume"), source, target
 
 
 def test_redis_healthcheck_pings_with_the_password(services: dict[str, Any]) -> None:
