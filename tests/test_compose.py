@@ -27,7 +27,7 @@ DOCKERIGNORE = REPO / ".dockerignore"
 ENV_EXAMPLE = REPO / ".env.example"
 
 # Variables the compose file interpolates: the tests set them explicitly or not at all.
-LAB_VARS = ("REDIS_PASSWORD", "REDIS_PORT", "MPLAB_POOL", "DASHBOARD_PORT")
+LAB_VARS = ("REDIS_PASSWORD", "REDIS_PORT", "REDIS_BIND", "MPLAB_POOL", "DASHBOARD_PORT")
 PROFILES = ("dashboard", "cli")
 YAML_TO_JSON = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys.stdout)"
 
@@ -259,7 +259,7 @@ def test_cli_is_the_mplab_image_behind_a_profile(services: dict[str, Any]) -> No
 def test_variables_flow_into_every_service(empty_env_file: Path) -> None:
     """One REDIS_PASSWORD for the server, its healthcheck and every client URL; ports and pool too."""
     services = compose_config(
-        empty_env_file, REDIS_PASSWORD="s3cret-pw", REDIS_PORT="16379", MPLAB_POOL="3", DASHBOARD_PORT="19181"
+        empty_env_file, REDIS_PASSWORD="s3cret-pw", REDIS_PORT="26379", MPLAB_POOL="3", DASHBOARD_PORT="19181"
     )["services"]
     redis_cmd = command(services["redis"])
     assert redis_cmd[redis_cmd.index("--requirepass") + 1] == "s3cret-pw"
@@ -267,8 +267,11 @@ def test_variables_flow_into_every_service(empty_env_file: Path) -> None:
     assert_redis_url(environment(services["worker"])["REDIS_URL"], "s3cret-pw")
     assert_redis_url(environment(services["cli"])["REDIS_URL"], "s3cret-pw")
     assert_redis_url(environment(services["dashboard"])["RQ_DASHBOARD_REDIS_URL"], "s3cret-pw")
-    assert_localhost_only(services["redis"], "16379", "6379")
+    assert_localhost_only(services["redis"], "26379", "6379")
     assert_localhost_only(services["dashboard"], "19181", "9181")
+    opened = compose_config(empty_env_file, REDIS_BIND="0.0.0.0")["services"]
+    assert published_ports(opened["redis"]) == [("0.0.0.0", "16379", "6379")], "REDIS_BIND opens Redis to the network"
+    assert_localhost_only(opened["dashboard"], "9181", "9181")
     worker_cmd = command(services["worker"])
     assert worker_cmd[worker_cmd.index("--pool") + 1] == "3"
 

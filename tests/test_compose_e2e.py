@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
 PROFILES = ("--profile", "dashboard", "--profile", "cli")
 POOL = 2
-LAB_VARS = ("REDIS_PASSWORD", "REDIS_PORT", "MPLAB_POOL", "DASHBOARD_PORT")
+LAB_VARS = ("REDIS_PASSWORD", "REDIS_PORT", "REDIS_BIND", "MPLAB_POOL", "DASHBOARD_PORT")
 
 
 def require_or_skip(reason: str) -> None:
