@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import datetime
 import json
 import os
 import re
@@ -217,7 +218,10 @@ def _jobs_by_id(client: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
     for job in Job.fetch_many(ids, connection=client, serializer=JSONSerializer):
         if job is None:
             continue
-        ended = job.ended_at.timestamp() if job.ended_at else None
+        ended_at = job.ended_at  # RQ keeps UTC, naive
+        if ended_at is not None and ended_at.tzinfo is None:
+            ended_at = ended_at.replace(tzinfo=datetime.UTC)
+        ended = ended_at.timestamp() if ended_at else None
         status = job.get_status(refresh=False)
         out[job.id] = {"status": str(status.value if status else "missing"), "worker": job.worker_name, "ended": ended}
     for job_id in ids:

@@ -241,25 +241,29 @@ def test_tickets_host_lock_oversells_across_hosts_and_redis_modes_sell_the_stock
 def test_a_killed_host_s_jobs_finish_on_the_other_host(lab: Lab, two_nodes: dict[str, str]) -> None:
     """Power cut on node1 mid-batch: the batch jobs it had started are finished by node2 within 15 s."""
     node1, node2 = two_nodes["node1"], two_nodes["node2"]
-    run = ("submit", "cpu", "--tasks", "32", "--size", "5000000", "--batch", "4", "--wait", "--json")
+    # 16 short batch jobs (4 tasks each, ~0.2 s on a quiet machine): the bound measures the recovery, not them.
+    run = ("submit", "cpu", "--tasks", "64", "--size", "3000000", "--batch", "4", "--wait", "--json")
     submit = lab.mplab_bg("submit", *run)
-    started = lab.probe("started-on", node1, "--timeout", "60")
-    assert started["ok"], f"node1 never started a job: {started}\n{lab.node_logs()}"
+    before = lab.probe("started-on", node1, "--timeout", "60")
+    assert before["ok"], f"node1 never started a job: {before}\n{lab.node_logs()}"
     lab.net.kill_host(lab.host("node1"))
     killed_at = time.time()  # after the last process died: a job node1 finished ended before this
+    after = lab.probe("started-on", node1, "--timeout", "0")  # what the dead host holds: still 'started'
 
-    ended = lab.probe("wait-ended", *started["result"], "--timeout", str(KILL_BOUND_S + 30))
+    candidates = sorted(set(before["result"]) | set(after["result"] or []))
+    ended = lab.probe("wait-ended", *candidates, "--timeout", str(KILL_BOUND_S + 20))["result"]
     stranded = {
         job_id: job
-        for job_id, job in ended["result"].items()
-        if not (job["worker"] or "").startswith(node1 + ".") or job["ended"] is None or job["ended"] > killed_at
+        for job_id, job in ended.items()
+        if not ((job["worker"] or "").startswith(node1 + ".") and job["ended"] and job["ended"] <= killed_at)
     }
+    assert stranded, f"node1 held no job at the kill (all ended before it): {ended}"
     late = {
-        job_id: job
+        job_id: f"{job['status']} by {job['worker']}"
+        + (f", {job['ended'] - killed_at:.1f} s after the kill" if job["ended"] else "")
         for job_id, job in stranded.items()
-        if job["status"] != "finished" or job["ended"] is None or job["ended"] - killed_at > KILL_BOUND_S
+        if job["status"] != "finished" or not job["ended"] or job["ended"] - killed_at > KILL_BOUND_S
     }
-    assert stranded, f"node1's jobs all ended before the kill: {ended}"
     assert not late, f"jobs of the killed host not finished within {KILL_BOUND_S} s of the kill: {late}"
     for job_id, job in stranded.items():
         assert job["worker"].startswith(node2 + "."), f"{job_id} finished by {job['worker']}"
@@ -269,7 +273,7 @@ def test_a_killed_host_s_jobs_finish_on_the_other_host(lab: Lab, two_nodes: dict
     finally:
         output = (lab.logs / "submit.out").read_text(errors="replace")
     summary = json.loads(output)
-    assert summary["jobs"] == {"finished": 8} and summary["tasks_done"] == 32, summary
+    assert summary["jobs"] == {"finished": 16} and summary["tasks_done"] == 64, summary
     assert summary["wrong_results"] == 0 and summary["failures"] == {}, summary
     assert summary["tasks_per_node"].get(node2, 0) > 0, summary["tasks_per_node"]
 
