@@ -96,13 +96,14 @@ class Host:
     hostname: str
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: kept in _LIVE
 class Net:
     """A bridge and hosts on it; `destroy()` removes all of it and may be called any number of times."""
 
     prefix: str = field(default_factory=lambda: f"mpl-{os.getpid()}-")
     hosts: dict[str, Host] = field(default_factory=dict)
     bridge_ns: str = ""
+    namespaces: list[str] = field(default_factory=list)  # every one created, the bridge's included
     procs: list[tuple[Host, subprocess.Popen[bytes]]] = field(default_factory=list)
 
     def create(self) -> None:
@@ -114,6 +115,7 @@ class Net:
         ns = self.prefix + name
         _LIVE.add(self)
         _ip("netns", "add", ns)
+        self.namespaces.append(ns)
         # IPv6 off (not even link-local addresses): the hosts speak only on 10.213.7.0/24 and loopback.
         no_ipv6 = "; ".join(f"echo 1 > /proc/sys/net/ipv6/conf/{c}/disable_ipv6" for c in ("all", "default"))
         subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", no_ipv6], check=True, timeout=CMD_TIMEOUT)
@@ -161,9 +163,7 @@ class Net:
                 proc.wait(timeout=10)  # dead already: this only collects its exit status
 
     def destroy(self) -> None:
-        names = [host.ns for host in self.hosts.values()]
-        if self.bridge_ns:
-            names.append(self.bridge_ns)
+        names = list(self.namespaces)
         for ns in names:
             with contextlib.suppress(RuntimeError, OSError, subprocess.TimeoutExpired):
                 kill_ns(ns)
@@ -176,11 +176,9 @@ class Net:
             with contextlib.suppress(OSError, subprocess.TimeoutExpired):
                 _ip("netns", "del", ns, check=False)
         self.hosts.clear()
+        self.namespaces.clear()
         self.bridge_ns = ""
         _LIVE.discard(self)
-
-    def __hash__(self) -> int:
-        return id(self)
 
 
 _LIVE: set[Net] = set()
