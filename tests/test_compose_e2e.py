@@ -191,14 +191,28 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     env_file.write_text(
         f"REDIS_PASSWORD={password}\nREDIS_PORT={redis_port}\nMPLAB_POOL={POOL}\nDASHBOARD_PORT={dashboard_port}\n"
     )
-    project = f"mplabe2e{os.getpid()}{secrets.token_hex(2)}"
+    project = f"mplabe2e-{os.getpid()}-{secrets.token_hex(2)}"
     the_lab = Lab(compose, project, env_file, env, password, redis_port, dashboard_port)
+    remove_stale_projects(the_lab)
     try:
         the_lab("up", "-d", "--build", timeout=900)
         yield the_lab
     finally:
         the_lab.redis.close()
         the_lab(*PROFILES, "down", "-v", "--remove-orphans", "--timeout", "10", timeout=300, check=False)
+
+
+def remove_stale_projects(lab: Lab) -> None:
+    """`down -v` the projects of earlier runs that were killed before their clean-up (their pid is gone):
+    their containers restart `unless-stopped`, so nothing else would ever stop them."""
+    names = lab.docker("ps", "-a", "--format", '{{.Label "com.docker.compose.project"}}').split()
+    names += lab.docker("volume", "ls", "--format", '{{.Label "com.docker.compose.project"}}').split()
+    for name in sorted(set(names)):
+        match = re.fullmatch(r"mplabe2e-(\d+)-[0-9a-f]+", name)
+        if match and not Path(f"/proc/{match.group(1)}").exists():
+            stale = Lab(lab.compose, name, lab.env_file, lab.env, lab.password, lab.redis_port, lab.dashboard_port)
+            stale(*PROFILES, "down", "-v", "--remove-orphans", "--timeout", "5", timeout=300, check=False)
+            stale.redis.close()
 
 
 # -- the cases, in the order a user meets them ---------------------------------------------------------

@@ -133,12 +133,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         for octet, name in enumerate(("node1", "node2", "client"), start=2):
             net.add_host(name, octet, f"mh-{name}")
         password = secrets.token_hex(12)
-        server_argv = [
-            redis_server, "--bind", redis_host.ip, "--port", "6379", "--requirepass", password,
-            "--save", "", "--appendonly", "no", "--dir", str(logs), "--daemonize", "no",
-        ]  # fmt: skip
+        config = logs / "redis.conf"  # the password in a file of mode 0600, not in argv for `ps` to show
+        config.touch(mode=0o600)
+        config.write_text(
+            f"bind {redis_host.ip}\nport 6379\nrequirepass {password}\n"
+            f'save ""\nappendonly no\ndir {logs}\ndaemonize no\n'
+        )
         with open(logs / "redis.log", "wb") as log:
-            net.popen(redis_host, server_argv, {"PATH": os.environ.get("PATH", "")}, log)
+            net.popen(redis_host, [redis_server, str(config)], {"PATH": os.environ.get("PATH", "")}, log)
         the_lab = Lab(net, f"redis://:{password}@{redis_host.ip}:6379/0", logs)
         up = the_lab.probe("flush", "--timeout", "20")
         assert up["ok"], f"redis-server on mh-redis does not answer: {up}\n{(logs / 'redis.log').read_text()}"
