@@ -232,10 +232,11 @@ def test_up_is_healthy_and_status_shows_both_nodes(lab: Lab) -> None:
     assert set(shown) == set(nodes) and not any(node["stale"] for node in shown.values()), status
     url = f"redis://:{lab.password}@127.0.0.1:{lab.redis_port}/0"
     host_side = subprocess.run(
-        [sys.executable, "-m", "cli", "--redis-url", url, "status", "--json"],
+        [sys.executable, "-m", "cli", "status", "--json"],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "REDIS_URL": url},
     )
     assert host_side.returncode == 0, host_side.stderr
     assert {node["name"] for node in json.loads(host_side.stdout)["nodes"]} == set(nodes)
