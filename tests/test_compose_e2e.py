@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import redis
 
-from workers.jobs import sum_squares_expected
+from workers.submit import sum_squares_expected
 
 pytestmark = [pytest.mark.compose, pytest.mark.slow]
 
