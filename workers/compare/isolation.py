@@ -134,9 +134,11 @@ def remove_run(client: redis.Redis, record: RunRecord) -> None:
     if record.shared_queue and ids:
         _unlist(client, record.shared_queue, ids)
     _delete_jobs(client, ids)
-    for key in client.scan_iter(match="rq:execution:*", count=1000):  # an execution a killed slot left unlisted
-        if key.decode().split(":")[2] in ids:
-            client.delete(key)
+    # an execution a killed slot left unlisted; a node's settlement claim on a run (recovery.claim_key)
+    for pattern, part in (("rq:execution:*", 2), (defaults.CLAIM_KEY_PREFIX + "*", 2)):
+        for key in client.scan_iter(match=pattern, count=1000):
+            if key.decode().split(":")[part] in ids:
+                client.delete(key)
     for sale in record.sales:
         with contextlib.suppress(Exception):
             store_redis.delete_sale(client, sale)
