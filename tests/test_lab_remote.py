@@ -10,16 +10,45 @@ from pathlib import Path
 import psutil
 import pytest
 import redis
+from rq.job import Job
 from rq.registry import StartedJobRegistry
+from rq.results import Result
+from rq.serializers import JSONSerializer
 from typer.testing import CliRunner
 
 import workers.lab as lab
 from cli.main import app as root
 from tests.conftest import Nodes
+from workers import client, defaults
+from workers.errors import JobFailed, NodeUnavailable
+from workers.heartbeat import node_key
+from workers.lab import remote
 from workers.lab.remote import remote_runner
 from workers.settings import Settings
 
 runner = CliRunner()
+
+CALL = client.Call("workers.lab.jobs.run_experiment", ["identity", {}, None], description="lab experiment identity")
+
+
+def test_a_job_no_node_will_run_is_canceled_once_every_node_went_silent(fake_redis) -> None:
+    with pytest.raises(
+        NodeUnavailable, match=r"every worker node went silent while job .* \(lab experiment identity\)"
+    ):
+        remote._submit_and_wait(fake_redis, "default", CALL, timeout=30, node_gone_s=0.2)
+    (job_id,) = [k.decode().removeprefix("rq:job:") for k in fake_redis.keys("rq:job:*")]
+    assert client.states(fake_redis, [job_id]) == {job_id: "canceled"}
+    assert fake_redis.llen("rq:queue:default") == 0
+
+
+def test_a_job_that_failed_on_the_node_gives_the_last_line_of_its_error(fake_redis) -> None:
+    fake_redis.hset(node_key("n1"), mapping={"last_beat": str(time.time()), "slots_total": "1", "queues": "default"})
+    fake_redis.sadd(defaults.NODES_SET, "n1")
+    job = client.enqueue(fake_redis, "default", CALL)
+    Result.create_failure(job, ttl=60, exc_string="Traceback (most recent call last):\nOSError: no fork here")
+    fake_redis.hset(Job.key_for(job.id), "status", "failed")
+    with pytest.raises(JobFailed, match=r"failed on the node: OSError: no fork here$"):
+        remote._wait(fake_redis, Job.fetch(job.id, connection=fake_redis, serializer=JSONSerializer), 30, 5)
 
 
 def _via_rq(url: str, *args: str) -> dict:  # type: ignore[type-arg]

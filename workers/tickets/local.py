@@ -35,7 +35,7 @@ import redis
 from tasks import tickets
 from tasks.tickets import Outcome
 from workers import nodectx
-from workers.errors import ConfigError, LabError
+from workers.errors import ConfigError, ExperimentFailed
 from workers.redis_server import connect, redis_for
 from workers.settings import Settings, machine_facts
 from workers.tickets import network, redis_buyer, store_redis
@@ -152,7 +152,7 @@ def run_file_sale(ctx: BaseContext, sale_id: str, store: FileStore, spec: SaleSp
     sales, failures = store.rows()
     summary = tickets.summarize(sales, failures, stock=spec.stock, buyers=spec.buyers, final_counter=store.count())
     if crashed and not sales and not failures:
-        raise LabError(f"all buyer processes failed (e.g. {crashed[0][0]} exit code {crashed[0][1]})")
+        raise ExperimentFailed(f"all buyer processes failed (e.g. {crashed[0][0]} exit code {crashed[0][1]})")
     order = {name: i for i, name in enumerate(names)}
     outcomes = sorted(sales + failures, key=lambda r: order.get(str(r["buyer"]), len(order)))
     return {
@@ -307,7 +307,7 @@ def run_all(procs: list[BaseProcess]) -> None:
                 try:
                     proc.start()
                 except OSError as exc:
-                    raise LabError(f"cannot start buyer process {proc.name}: {exc.strerror or exc}") from None
+                    raise ExperimentFailed(f"cannot start buyer process {proc.name}: {exc.strerror or exc}") from None
         deadline = time.monotonic() + JOIN_TIMEOUT
         for proc in procs:
             proc.join(max(0.0, deadline - time.monotonic()))

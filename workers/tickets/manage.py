@@ -13,7 +13,7 @@ from typing import cast
 import redis
 
 from tasks import tickets
-from workers.errors import ConfigError, LabError, NotFound
+from workers.errors import ConfigError, NotFound
 from workers.redis_server import connect, read_state, redis_for
 from workers.settings import Settings, machine_facts
 from workers.tickets import network, store_redis
@@ -44,9 +44,9 @@ def _file_sale(settings: Settings, sale_id: str) -> tuple[SaleMeta, FileStore] |
         meta = cast(SaleMeta, json.loads(meta_path.read_text()))
         path = Path(meta["path"])
     except (OSError, ValueError, KeyError, TypeError):
-        raise LabError(f"ticket sale {sale_id!r}: its {meta_path} is unreadable") from None
+        raise ConfigError(f"ticket sale {sale_id!r}: its {meta_path} is unreadable") from None
     if not path.is_absolute():
-        raise LabError(
+        raise ConfigError(
             f"ticket sale {sale_id!r}: its ticket file was recorded as the relative path {path}, which names a "
             f"different file from every other directory; not touching it (remove {home} by hand)"
         )
@@ -120,7 +120,7 @@ def reset(settings: Settings, sale_id: str) -> SaleChange:
         try:
             store.create(int(meta["stock"]))
         except OSError as exc:
-            raise LabError(f"ticket sale {sale_id!r}: cannot reset {store.path}: {exc.strerror or exc}") from None
+            raise ConfigError(f"ticket sale {sale_id!r}: cannot reset {store.path}: {exc.strerror or exc}") from None
         return {"sale_id": sale_id, "store": "file", "reset": True, "stock": meta["stock"]}
     with _redis(settings, sale_id) as r:
         stored = store_redis.reset_sale(r, sale_id)
@@ -137,7 +137,7 @@ def delete(settings: Settings, sale_id: str) -> SaleChange:
             store.path.unlink(missing_ok=True)
             store.ledger.unlink(missing_ok=True)
         except OSError as exc:
-            raise LabError(f"ticket sale {sale_id!r}: cannot delete {store.path}: {exc.strerror or exc}") from None
+            raise ConfigError(f"ticket sale {sale_id!r}: cannot delete {store.path}: {exc.strerror or exc}") from None
         shutil.rmtree(sale_dir(settings, sale_id), ignore_errors=True)
         return {"sale_id": sale_id, "store": "file", "deleted": True}
     with _redis(settings, sale_id) as r:

@@ -8,15 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from rq import Queue
-from rq.job import Job
-from rq.serializers import JSONSerializer
 
 from tasks import tickets
-from tasks.batch import run_batch
-from tasks.registry import name_of
-from workers import defaults
-from workers.errors import LabError
+from workers import client, defaults
+from workers.errors import JobTimeout
 from workers.heartbeat import read_nodes
 from workers.redis_server import connect, redis_for
 from workers.settings import Settings, machine_facts
@@ -39,8 +34,6 @@ BARRIER_TIMEOUT = 3.0
 
 POLL_INTERVAL = 0.1
 """Seconds between two progress reads while waiting for a sale."""
-
-TERMINAL = {"finished", "failed", "stopped", "canceled"}
 
 
 def live_nodes(r: redis.Redis, queue: str) -> dict[str, int]:
@@ -99,29 +92,20 @@ def enqueue_sale(r: redis.Redis, sale_id: str, spec: SaleSpec) -> SaleReport:
     chunks = [names[i : i + per_job] for i in range(0, buyers, per_job)]
     extra: SaleMeta = {"store": "redis", "where": "nodes", "per_job": per_job, "queue": spec.queue, "jobs": len(chunks)}
     store_redis.create_sale(r, params, buyers=buyers, extra={**extra, "nodes_at_submit": nodes})
-    datas = []
-    for i, chunk in enumerate(chunks):
+    calls = []
+    for chunk in chunks:
         args: list[Any]
         if per_job == 1:
             func, args = BUY, [sale_id, chunk[0]]
         else:
-            func, args = name_of(run_batch), [BUY, [[sale_id, name] for name in chunk], 1]
-        datas.append(
-            Queue.prepare_data(
-                func,
-                args=args,
-                timeout=defaults.JOB_TIMEOUT,
-                result_ttl=defaults.RESULT_TTL,
-                job_id=f"ticket-{sale_id}-{i:05d}",
-                description=f"ticket sale {sale_id}: {len(chunk)} buyer(s) from {chunk[0]}",
-            )
-        )
-    q = Queue(spec.queue, connection=r, serializer=JSONSerializer)
+            func, args = client.BATCH_FUNCTION, [BUY, [[sale_id, name] for name in chunk], 1]
+        description = f"ticket sale {sale_id}: {len(chunk)} buyer(s) from {chunk[0]}"
+        calls.append(client.Call(func, args, description=description, tasks=len(chunk)))
+    jobs_key = store_redis.SaleKeys(sale_id).jobs
     submitted = time.time()
-    with r.pipeline() as pipe:
-        jobs = q.enqueue_many(datas, pipeline=pipe)
-        pipe.rpush(store_redis.SaleKeys(sale_id).jobs, *[job.id for job in jobs])
-        pipe.execute()
+    jobs = client.enqueue_many(
+        r, spec.queue, calls, also=lambda pipe, queued: pipe.rpush(jobs_key, *[job.id for job in queued])
+    )
     store_redis.set_meta(r, sale_id, submitted=submitted)
     return {
         "sale_id": sale_id,
@@ -143,22 +127,16 @@ def job_ids(r: redis.Redis, sale_id: str) -> list[str]:
 
 
 def job_states(r: redis.Redis, sale_id: str) -> JobStates:
-    """How the sale's jobs stand (counts per status) and the first failure's last line."""
-    ids = job_ids(r, sale_id)
-    counts: Counter[str] = Counter()
-    first_error = None
-    for job in Job.fetch_many(ids, connection=r, serializer=JSONSerializer):
-        if job is None:
-            counts["expired"] += 1
-            continue
-        status = job.get_status(refresh=False)
-        state = str(getattr(status, "value", status))
-        counts[state] += 1
-        if state == "failed" and first_error is None:
-            latest = job.latest_result()
-            text = (getattr(latest, "exc_string", None) or "").strip()
-            first_error = text.splitlines()[-1] if text else "failed"
-    return {"total": len(ids), "by_status": dict(sorted(counts.items())), "first_error": first_error}
+    """How the sale's jobs stand (counts per status, 'expired' once a hash is gone) and the first failure."""
+    states = client.states(r, job_ids(r, sale_id))
+    counts = Counter("expired" if state == "missing" else state for state in states.values())
+    failed = [job_id for job_id, state in states.items() if state == "failed"]
+    first_error = (client.fetch_results(r, failed[:1])[0].reason or "failed") if failed else None
+    return {"total": len(states), "by_status": dict(sorted(counts.items())), "first_error": first_error}
+
+
+class _AllCounted(Exception):
+    """Every buyer has an outcome in the ledger: stop waiting for the jobs to end."""
 
 
 def follow(
@@ -168,29 +146,33 @@ def follow(
     timeout: float,
     on_progress: Callable[[int, int, int], None] | None = None,
 ) -> SaleReport:
-    """Follow the sale until every buyer has an outcome (or all its jobs ended); then its report."""
-    meta = store_redis.load_meta(r, sale_id)
-    buyers = int(meta["buyers"])
-    deadline = time.monotonic() + timeout
-    next_job_check = time.monotonic() + 1.0
-    while True:
-        sold, refused = store_redis.progress(r, sale_id)
+    """Follow the sale until every buyer has an outcome (or all its jobs ended); then its report.
+
+    `on_progress(attempted, buyers, sold)` is called from the ledger's counts at each poll of the waiter.
+    """
+    buyers = int(store_redis.load_meta(r, sale_id)["buyers"])
+
+    def counted(_jobs_done: int, _jobs: int) -> None:
+        try:
+            sold, refused = store_redis.progress(r, sale_id)
+        except client.LOST:
+            return  # the waiter rides out a Redis blip; the counts come back with it
         if on_progress is not None:
             on_progress(sold + refused, buyers, sold)
         if sold + refused >= buyers:
-            break
-        now = time.monotonic()
-        if now >= next_job_check:
-            states = job_states(r, sale_id)
-            if sum(n for s, n in states["by_status"].items() if s in TERMINAL | {"expired"}) == states["total"]:
-                break
-            next_job_check = now + 1.0
-        if now >= deadline:
-            raise LabError(
-                f"ticket sale {sale_id}: {sold + refused}/{buyers} buyers done after {timeout:.0f} s; "
-                "are worker nodes (`mplab worker`) running on this Redis?"
-            )
-        time.sleep(POLL_INTERVAL)
+            raise _AllCounted
+
+    try:
+        counted(0, 0)
+        outcome = client.wait(r, job_ids(r, sale_id), timeout=timeout, on_progress=counted, poll=POLL_INTERVAL)
+    except _AllCounted:
+        return report(r, sale_id)
+    if outcome.timed_out:
+        sold, refused = store_redis.progress(r, sale_id)
+        raise JobTimeout(
+            f"ticket sale {sale_id}: {sold + refused}/{buyers} buyers done after {timeout:.0f} s; "
+            "are worker nodes (`mplab worker`) running on this Redis?"
+        )
     return report(r, sale_id)
 
 
