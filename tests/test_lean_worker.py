@@ -140,3 +140,36 @@ def test_at_most_eight_sequential_round_trips_per_job(redis_url: str) -> None:
         client.close()
     per_job = (counts[1] - counts[0]) / 30
     assert per_job <= 8, f"{per_job:.1f} round trips per job"
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_end_transaction_is_in_flight_keeps_the_job_finished(redis_url: str, real_redis) -> None:
+    """A stop request between the server committing a job's success and the worker reading the reply is a
+    warm stop: the job stays finished (a StopRequested raised mid-transaction used to fail it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    q = queue(real_redis, "lean-stop")
+    job = q.enqueue(add, 20, 22)
+    with LatencyProxy.for_url(redis_url, rtt_ms=400) as proxy:  # the reply's way back takes 200 ms
+        env = {**os.environ, "RQ_REDIS_URL": proxy.url(redis_url)}
+        cmd = [sys.executable, "-m", "rq.cli", "worker", "-w", "workers.lean_worker.LeanWorker",
+               "--serializer", "rq.serializers.JSONSerializer", "lean-stop"]  # fmt: skip
+        worker = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 40
+            while not real_redis.zscore(q.finished_job_registry.key, job.id):  # committed on the server
+                assert time.monotonic() < deadline and worker.poll() is None
+                time.sleep(0.005)
+            worker.send_signal(signal.SIGTERM)  # the worker is still waiting for the EXEC reply
+            assert worker.wait(timeout=30) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    job.refresh()
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.latest_result().return_value == 42
+    assert q.failed_job_registry.count == 0

@@ -154,9 +154,13 @@ class LeanWorker(SimpleWorker):
             job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
             job._status = JobStatus.FINISHED
             self.cleanup_execution(job, pipeline=pipe, execution=execution)
-            self.set_state(WorkerStatus.IDLE, pipeline=pipe)
+            # Written here, but the worker stays "busy" in memory until the transaction has committed: a
+            # SIGTERM meanwhile is then RQ's warm stop, not a StopRequested raised mid-transaction (which
+            # would fail a job whose success is already stored).
+            pipe.hset(self.key, "state", WorkerStatus.IDLE)
             self.heartbeat(pipeline=pipe)
             dependents = pipe.execute()[0]
+        self._state = self._recorded_state = WorkerStatus.IDLE
         if dependents:  # a dependent registered before we finished: RQ moves it (it re-reads under WATCH)
             self._enqueue_dependents(job, queue)
         release_slot(job)
