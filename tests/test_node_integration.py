@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -19,20 +18,11 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from tasks import batch, cpu
+from tests.chaos_tools import wait_until
 from workers import client, submit
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 runner = CliRunner()
-
-
-def wait_until(predicate, timeout=30.0, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
 
 
 def test_sixteen_cpu_tasks_through_the_cli_come_back_correct_on_two_processes(nodes, redis_url):

@@ -22,6 +22,7 @@ from rq.utils import str_to_date
 
 from tasks import cpu, registry
 from workers import client as jobclient
+from workers import procs
 from workers.errors import ConfigError
 from workers.netproxy import LatencyProxy
 
@@ -77,12 +78,12 @@ class WarmWorkers:
 
     def __init__(self, kind: WorkerKind, queue: str, workers: int, url: str) -> None:
         self.kind, self.queue, self.workers = kind, queue, workers
-        self.env = {**os.environ, "REDIS_URL": url, "RQ_REDIS_URL": url}  # never a password in argv
+        self.env = {"REDIS_URL": url, "RQ_REDIS_URL": url}  # never a password in argv
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> WarmWorkers:
         for cmd in _worker_cmds(self.kind, self.queue, self.workers):
-            self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(procs.spawn(cmd, self.env))
         return self
 
     def wait_ready(self, client: redis.Redis, timeout: float = 60) -> None:
@@ -93,15 +94,7 @@ class WarmWorkers:
             time.sleep(0.05)
 
     def __exit__(self, *exc: object) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        procs.stop(self.procs, grace=30.0)
 
 
 def drain(

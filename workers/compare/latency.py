@@ -19,8 +19,8 @@ from multiprocessing.pool import Pool
 
 import redis
 
-from workers import netcost
-from workers.compare import local, procs, remote, report, rounds
+from workers import netcost, procs
+from workers.compare import local, remote, report, rounds
 from workers.compare.isolation import Footprint
 from workers.compare.plan import CPU, TRIVIAL, Plan
 from workers.compare.records import LatencyPoint, Row, Spread, WireCost

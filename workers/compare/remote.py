@@ -20,9 +20,8 @@ from rq.queue import Queue
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from tasks import registry
-from workers import client
+from workers import client, procs
 from workers.client import Outcome
-from workers.compare import procs
 from workers.compare.local import Run
 from workers.compare.records import RqTiming, Spread
 from workers.errors import JobFailed, NodeUnavailable

@@ -22,7 +22,8 @@ from subprocess import Popen
 import redis
 from rq.queue import Queue
 
-from workers.compare import isolation, latency, local, measure, procs, remote
+from workers import procs
+from workers.compare import isolation, latency, local, measure, remote
 from workers.compare.isolation import Footprint, RunRecord
 from workers.compare.plan import Options, Plan
 from workers.compare.records import Header, LatencyPoint, NodeSeen, Result, Row, WireCost

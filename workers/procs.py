@@ -1,5 +1,6 @@
-"""Processes `mplab compare` starts as commands (nodes, stock rq workers): start with the URL in the
-environment, never in argv; stop all at once within a bound; kill whatever is left of their trees."""
+"""Processes started as commands (worker nodes, stock rq workers): start with the Redis URL in the
+environment, never in argv; stop all at once within a bound; kill whatever is left of their trees.
+Used by `mplab compare` and `workers.netcost`."""
 
 from __future__ import annotations
 
