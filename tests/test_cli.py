@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import psutil
 import pytest
 from typer.testing import CliRunner
 
 from cli.main import app, main
-from tests.conftest import mplab_cmd
+from tests.conftest import REPO, mplab_cmd
 from workers import redis_server
 
 runner = CliRunner()
@@ -158,13 +159,24 @@ def test_version_and_exit_codes_in_help():
 
 
 @pytest.mark.integration
-def test_embedded_server_dies_with_its_parent():
-    server, proc = redis_server.start_server()
+def test_embedded_server_dies_with_its_parent_and_keeps_its_password_off_the_command_line():
+    code = (
+        "import time\nfrom workers import redis_server\nserver, proc = redis_server.start_server()\n"
+        "print(server.pid, server.url, ' '.join(proc.args), sep='\\n', flush=True)\ntime.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
-        assert redis_server.connect(server.url).info("server")["redis_version"]
+        pid, url, argv = (parent.stdout.readline().strip() for _ in range(3))
+        server = psutil.Process(int(pid))
+        password = urlsplit(url).password
+        assert password and redis_server.connect(url).ping()
+        assert password not in argv and password not in " ".join(server.cmdline())
     finally:
-        proc.terminate()
-        proc.wait()
+        parent.kill()  # kill -9: no clean-up code of the parent runs
+        parent.wait()
+        parent.stdout.close()
+    gone, alive = psutil.wait_procs([server], timeout=10)
+    assert not alive, "the embedded redis-server outlived the process that started it"
 
 
 @pytest.mark.integration

@@ -112,11 +112,16 @@ def start_server(*, tied_to_parent: bool = True) -> tuple[RedisServer, subproces
     binary, source = find_redis_server()
     workdir = tempfile.mkdtemp(prefix="mplab-redis-")
     password = secrets.token_hex(16)
+    # The password goes in a 0600 config file, never on the command line (any user can read argv).
+    config = os.path.join(workdir, "redis.conf")
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"requirepass {password}\n")
     last_error = ""
     for _attempt in range(5):
         port = _free_port()
         args = [
-            binary, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
+            binary, config, "--port", str(port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", workdir, "--daemonize", "no",
             "--loglevel", "warning", "--logfile", os.path.join(workdir, "redis.log"),
         ]  # fmt: skip
