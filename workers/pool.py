@@ -117,25 +117,29 @@ class BatchPool:
         )
 
     def close(self) -> None:
-        """Stop the Pool and reap every process (called once no slot can submit work any more).
-
-        The processes are killed and reaped first; then the Pool's own clean-up runs, bounded in time.
-        It can hang in two known ways: Pool.terminate() waits for the task queue's read lock, which a
-        Pool process keeps forever if it was killed while waiting for work (a SIGTERM to the whole
-        process group), so a lock held by the dead is freed first; and its task thread waits for a
-        sentinel that never comes if the thread re-forking workers died (e.g. its fork server was
-        killed). Its threads are daemonic, so a clean-up still stuck after a few seconds is abandoned.
-        """
-        for proc in list(self.pool._pool):  # type: ignore[attr-defined]
-            proc.kill()
-            proc.join()
-        rlock = self.pool._inqueue._rlock  # type: ignore[attr-defined]
-        rlock.acquire(block=False)  # free or held by a dead process: either way, release it
-        rlock.release()
-        cleanup = threading.Thread(target=self.pool.terminate, daemon=True, name="pool-terminate")
-        cleanup.start()
-        cleanup.join(timeout=5)
-        for proc in list(self.pool._pool):  # type: ignore[attr-defined]
-            proc.kill()  # any the Pool re-forked meanwhile
-            proc.join()
+        """Stop the Pool and reap every process (called once no slot can submit work any more)."""
+        stop_pool(self.pool, timeout=5)
         self.progress.close()
+
+
+def stop_pool(pool: Pool, timeout: float = 1.0) -> None:
+    """Kill and reap a Pool's processes, then run its own clean-up, bounded in time.
+
+    `Pool.terminate()` (and `with Pool`) can hang two known ways: it waits for the task queue's read
+    lock, which a Pool process keeps forever if it was killed while waiting for work (a SIGTERM to the
+    whole process group), so a lock held by the dead is freed first; and its task thread waits for a
+    sentinel that never comes if the thread re-forking workers died (e.g. its fork server was killed).
+    The Pool's threads are daemonic, so a clean-up still stuck after `timeout` seconds is abandoned.
+    """
+    for proc in list(pool._pool):  # type: ignore[attr-defined]
+        proc.kill()
+        proc.join()
+    rlock = pool._inqueue._rlock  # type: ignore[attr-defined]
+    rlock.acquire(block=False)  # free, or held by a dead process: either way, release it
+    rlock.release()
+    cleanup = threading.Thread(target=pool.terminate, daemon=True, name="pool-terminate")
+    cleanup.start()
+    cleanup.join(timeout=timeout)
+    for proc in list(pool._pool):  # type: ignore[attr-defined]
+        proc.kill()  # any the Pool re-forked meanwhile
+        proc.join()

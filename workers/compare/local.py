@@ -12,7 +12,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 
 from tasks import registry
 from workers.compare.records import RqTiming
+from workers.pool import stop_pool
 from workers.redis_server import die_with_parent
 
 
@@ -138,27 +138,6 @@ def warm_pool(ctx: BaseContext, workers: int) -> Iterator[tuple[Pool, float]]:
         yield pool, time.perf_counter() - t0
     finally:
         stop_pool(pool)
-
-
-def stop_pool(pool: Pool, timeout: float = 1.0) -> None:
-    """Kill and reap the Pool's processes, then run its own clean-up, bounded in time.
-
-    `Pool.terminate()` (and `with Pool`) deadlocks when a Pool process died holding the task queue's
-    read lock, which is what a SIGTERM to the whole process group does to an idle Pool: the lock held by
-    the dead is released first. The Pool's threads are daemonic; a clean-up still stuck is abandoned.
-    """
-    for proc in list(pool._pool):  # type: ignore[attr-defined]
-        proc.kill()
-        proc.join()
-    rlock = pool._inqueue._rlock  # type: ignore[attr-defined]
-    rlock.acquire(block=False)  # free, or held by a dead process: either way, release it
-    rlock.release()
-    cleanup = threading.Thread(target=pool.terminate, daemon=True, name="pool-terminate")
-    cleanup.start()
-    cleanup.join(timeout=timeout)
-    for proc in list(pool._pool):  # type: ignore[attr-defined]
-        proc.kill()  # any the Pool re-forked meanwhile
-        proc.join()
 
 
 SUBPROCESS_CODE = (

@@ -118,8 +118,12 @@ def _queue_case(lab: Lab, writers: int, count: int, size: int) -> Delivery:
                 outcome = f"stalled: nothing for {STALL_S:.0f} s"
                 break
     q.close()
+    return _delivery(writers * count, tally, outcome, start)
+
+
+def _delivery(sent: int, tally: _Tally, outcome: str, start: float) -> Delivery:
     return {
-        "sent": writers * count,
+        "sent": sent,
         "intact": tally.intact,
         "damaged": tally.damaged,
         "out_of_order": tally.out_of_order,
@@ -154,15 +158,7 @@ def _pipe_case(lab: Lab, writers: int, count: int, size: int, locked: bool) -> D
                 tally.damaged += 1
                 break
         reader.close()  # unblocks writers stuck on a full pipe
-    return {
-        "sent": writers * count,
-        "intact": tally.intact,
-        "damaged": tally.damaged,
-        "out_of_order": tally.out_of_order,
-        "writer_switches": tally.switches,
-        "outcome": outcome,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+    return _delivery(writers * count, tally, outcome, start)
 
 
 def _line(d: Delivery) -> str:
