@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from multiprocessing.pool import Pool
 from typing import Any
 
 from tasks import registry
+from workers import nodectx
 from workers.compare.records import RqTiming
 from workers.pool import stop_pool
 from workers.redis_server import die_with_parent
@@ -43,8 +43,12 @@ def task_fn(task: str) -> Callable[..., Any]:
 
 
 def quiet_child() -> None:
-    """Children leave Ctrl-C to this command, which stops them in order; they die with it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Children leave Ctrl-C to this command, which stops them in order; they die with it.
+
+    Started under `nodectx.signals_blocked()`: a Ctrl-C that reaches the group between the fork and
+    this handler waits instead of raising KeyboardInterrupt (a traceback) in the child's bootstrap.
+    """
+    nodectx.child_signals()
     die_with_parent()
 
 
@@ -70,7 +74,8 @@ class SerialChild:
     def __init__(self, ctx: BaseContext) -> None:
         self.conn, theirs = ctx.Pipe()
         self.proc = ctx.Process(target=_serial_loop, args=(theirs, self.conn), name="mplab-serial")  # type: ignore[attr-defined]
-        self.proc.start()
+        with nodectx.signals_blocked():
+            self.proc.start()
         theirs.close()
 
     def run(self, task: str, items: list[list[Any]]) -> Run:
@@ -104,7 +109,8 @@ def process_per_task(ctx: BaseContext, task: str, items: list[list[Any]], worker
             while next_item < len(items) and len(running) < workers:
                 ours, theirs = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_child, args=(theirs, task, items[next_item]))  # type: ignore[attr-defined]
-                proc.start()
+                with nodectx.signals_blocked():
+                    proc.start()
                 theirs.close()
                 running.append((next_item, proc, ours))
                 next_item += 1
@@ -132,7 +138,8 @@ def pool_map(pool: Pool, task: str, items: list[list[Any]], workers: int, chunks
 def warm_pool(ctx: BaseContext, workers: int) -> Iterator[tuple[Pool, float]]:
     """A Pool and the seconds until all its processes answered one task each; always stopped in <= ~1 s."""
     t0 = time.perf_counter()
-    pool: Pool = ctx.Pool(workers, initializer=quiet_child)
+    with nodectx.signals_blocked():  # the Pool's threads (which re-fork workers) keep them blocked too
+        pool: Pool = ctx.Pool(workers, initializer=quiet_child)
     try:
         pool.map(abs, range(workers), chunksize=1)
         yield pool, time.perf_counter() - t0
