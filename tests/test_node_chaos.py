@@ -41,17 +41,17 @@ runner = CliRunner()
 def test_kill9_node_mid_batch_requeues_its_batches_at_once(nodes, real_redis):
     n1 = nodes.start("n1", pool=2)
     q = Queue("default", connection=real_redis, serializer=JSONSerializer)
-    # 60 tasks each: both batches must still be running when n1 dies, n2's start-up included (with 20,
-    # one batch sometimes finished on n1 first: correct, but then there is nothing to re-queue)
-    ids = [q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[SIZE]] * 60, 1).id for _ in range(2)]
+    ids = [q.enqueue(batch.run_batch, "tasks.cpu.sum_squares", [[SIZE]] * 40, 1).id for _ in range(2)]
     wait_until(lambda: len(started_on(real_redis, "default", "n1")) == 2, what="both batches running on n1")
-    first = Job.fetch(ids[0], connection=real_redis, serializer=JSONSerializer)
-    wait_until(lambda: (first.refresh() or True) and first.meta.get("progress", {}).get("done", 0) > 0)
-    nodes.start("n2", pool=2)
+    jobs = [Job.fetch(i, connection=real_redis, serializer=JSONSerializer) for i in ids]
+    # The Pool runs one batch's chunks before the other's: the moment either reports progress, both
+    # have 39+ tasks to go. (n2 starts once n1 is dead: its start-up must be no window for a batch to end.)
+    wait_until(lambda: any((j.refresh() or True) and j.meta.get("progress", {}).get("done", 0) for j in jobs))
     children = tree(n1)
     assert sorted(started_on(real_redis, "default", "n1")) == sorted(ids), "a batch ended before the kill"
     n1.kill()
     killed = time.monotonic()
+    nodes.start("n2", pool=2, wait=False)
 
     def requeued():
         return all(Job.fetch(i, connection=real_redis, serializer=JSONSerializer).meta.get("deaths") for i in ids)
