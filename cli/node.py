@@ -8,10 +8,16 @@ from typing import Annotated
 import typer
 
 from cli.base import err_console, settings_of
+from tasks import batch, catalog
 from workers import defaults
+from workers.lab.jobs import run_experiment
 from workers.node import Node, check_options, check_queues, default_node_name
 from workers.redis_server import redis_for
 from workers.settings import parse_queues
+from workers.tickets.node_job import buy
+
+NODE_FUNCTIONS = catalog.TASKS.extended(batch.run_batch, run_experiment, buy)
+"""The allow-list `mplab worker` gives its node: the tasks, batches of them, lab experiments, ticket buyers."""
 
 
 def worker(
@@ -84,4 +90,5 @@ def worker(
                         format="%(asctime)s %(name)s %(message)s")  # fmt: skip
     with redis_for(settings.redis_url, settings.state_dir, shared_for="a worker node") as (url, where):
         err_console.print(f"[dim]using {where}[/dim]")
-        Node(settings, url, node_name, burst=burst, verbose=verbose, redis_timeout=redis_timeout).run()
+        Node(settings, url, node_name, burst=burst, verbose=verbose, redis_timeout=redis_timeout,
+             functions=NODE_FUNCTIONS).run()  # fmt: skip

@@ -1,8 +1,9 @@
-"""The allow-list of functions a worker node may execute, and the result envelope they return.
+"""Job functions: the `@task` result envelope, and the explicit allow-list a worker node is given.
 
-A function decorated with `@task` is registered under its import path (e.g. `tasks.cpu.sum_squares`),
-which is also the `func_name` RQ stores for it. Called, it returns an envelope that says where and when
-it ran; `raw(name)` gives the undecorated function for in-host engines that want only the value.
+`@task` wraps a function so that its call returns an `Envelope` (value, pid, host, timings); it registers
+nothing. Which functions a node may run is an `AllowList` handed to it by whoever starts it (arq's
+`Worker(functions=...)` is the model); `tasks.catalog.TASKS` lists this package's tasks. A function's
+name is its import path (e.g. `tasks.cpu.sum_squares`), which is also the `func_name` RQ stores for it.
 """
 
 from __future__ import annotations
@@ -11,110 +12,89 @@ import functools
 import os
 import socket
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NotRequired, TypedDict, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
-_RAW: dict[str, Callable[..., Any]] = {}
-_HOST = socket.gethostname()
-_node_name = ""
+HOST = socket.gethostname()
+
+
+class Envelope(TypedDict):
+    """What a `@task` call returns: the value, and where and when it was computed."""
+
+    task: str
+    value: Any
+    pid: int
+    host: str
+    node: str  # '' where it ran; a worker node's slot fills in its node's name
+    started: float
+    ended: float
+    cpu_s: float
+    enqueued: NotRequired[float]  # epoch seconds; a slot adds it from the RQ job
 
 
 class UnknownTask(KeyError):
-    """Raised by `resolve` for a name that is not registered."""
+    """A name that is not on the allow-list consulted."""
 
     def __str__(self) -> str:
         return f"{self.args[0]!r} is not a registered mplab task"
 
 
-def set_node_name(name: str) -> None:
-    """Record which node this process belongs to (called by a node's processes at start)."""
-    global _node_name
-    _node_name = name
-
-
-def node_name() -> str:
-    """The node this process belongs to, or '' outside a node (e.g. a stock `rq worker`)."""
-    return _node_name
+def name_of(fn: Callable[..., Any]) -> str:
+    """A job function's name: its import path."""
+    return f"{fn.__module__}.{fn.__qualname__}"
 
 
 def task(fn: F) -> F:
-    """Register `fn` as a task whose call returns an envelope with value, pid, host, node and timings."""
-    name = f"{fn.__module__}.{fn.__qualname__}"
+    """Make `fn` a task: its call returns an `Envelope`; `fn` itself stays reachable as `__wrapped__`."""
+    name = name_of(fn)
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Envelope:
         started = time.time()
         cpu0 = time.process_time()
         value = fn(*args, **kwargs)
-        return {
-            "task": name,
-            "value": value,
-            "pid": os.getpid(),
-            "host": _HOST,
-            "node": _node_name,
-            "started": started,
-            "ended": time.time(),
-            "cpu_s": time.process_time() - cpu0,
-        }
+        return Envelope(task=name, value=value, pid=os.getpid(), host=HOST, node="", started=started,
+                        ended=time.time(), cpu_s=time.process_time() - cpu0)  # fmt: skip
 
-    _REGISTRY[name] = wrapper
-    _RAW[name] = fn
     return wrapper  # type: ignore[return-value]
 
 
-def entrypoint(fn: F) -> F:
-    """Register `fn` as a job function that builds its own result (batch runners, ticket buyers)."""
-    name = f"{fn.__module__}.{fn.__qualname__}"
-    _REGISTRY[name] = fn
-    _RAW[name] = fn
-    return fn
+class AllowList:
+    """The job functions a process may run, by name; nothing else resolves.
 
+    Picklable (its functions pickle by reference), so a node hands it to slots and Pool processes under
+    any start method.
+    """
 
-def _load_all() -> None:
-    # Registration happens at import; importing the task modules here makes the registry complete
-    # wherever it is consulted (node, CLI, stock worker).
-    import tasks.batch  # noqa: F401
-    import tasks.cpu  # noqa: F401
-    import tasks.faults  # noqa: F401
+    def __init__(self, functions: Iterable[Callable[..., Any]]) -> None:
+        self._functions: dict[str, Callable[..., Any]] = {name_of(fn): fn for fn in functions}
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._functions
 
-def is_registered(name: str) -> bool:
-    _load_all()
-    return name in _REGISTRY
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        return iter(self._functions.values())
 
+    def __len__(self) -> int:
+        return len(self._functions)
 
-def resolve(name: str) -> Callable[..., Any]:
-    """The registered job function called `name`; raises UnknownTask otherwise."""
-    _load_all()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownTask(name) from None
+    def extended(self, *functions: Callable[..., Any]) -> AllowList:
+        """This list plus `functions`."""
+        return AllowList([*self, *functions])
 
+    def names(self) -> list[str]:
+        return sorted(self._functions)
 
-def raw(name: str) -> Callable[..., Any]:
-    """The undecorated function registered as `name` (returns just the value)."""
-    _load_all()
-    try:
-        return _RAW[name]
-    except KeyError:
-        raise UnknownTask(name) from None
+    def resolve(self, name: str) -> Callable[..., Any]:
+        """The job function called `name` (a task returns its envelope); UnknownTask otherwise."""
+        try:
+            return self._functions[name]
+        except KeyError:
+            raise UnknownTask(name) from None
 
-
-def call_raw(name: str, *args: Any) -> Any:
-    """Call the undecorated task `name`; picklable by reference (for Pools), unlike the raw function."""
-    return raw(name)(*args)
-
-
-def names() -> list[str]:
-    """All registered names, sorted."""
-    _load_all()
-    return sorted(_REGISTRY)
-
-
-def name_of(fn: Callable[..., Any]) -> str:
-    """The registered name of a task function."""
-    return f"{fn.__module__}.{fn.__qualname__}"
+    def raw(self, name: str) -> Callable[..., Any]:
+        """The function called `name` without its envelope (returns just the value)."""
+        fn = self.resolve(name)
+        return getattr(fn, "__wrapped__", fn)

@@ -23,9 +23,38 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
-Job = dict[str, Any]
+
+class Job(TypedDict):
+    """One job of a mix (not an RQ job): integer time units; `priority` is an RQ queue name (for `mlq`)."""
+
+    name: str
+    arrival: int
+    burst: int
+    priority: NotRequired[str]
+
+
+class JobTimes(TypedDict):
+    completion: int
+    turnaround: int
+    waiting: int
+    response: int
+
+
+class Metrics(TypedDict):
+    """One algorithm's schedule of a mix, measured."""
+
+    avg_waiting: float
+    avg_turnaround: float
+    avg_response: float
+    max_waiting: int
+    makespan: int
+    switches: int
+    order: list[str]
+    per_job: dict[str, JobTimes]
+
+
 Segment = tuple[str, int, int]
 
 PRIORITIES: tuple[str, ...] = ("high", "default", "low")
@@ -159,9 +188,9 @@ def mfq(jobs: Sequence[Job], quanta: Sequence[int] = (2, 4), switch_cost: int = 
     return out
 
 
-def metrics(jobs: Sequence[Job], segments: Sequence[Segment]) -> dict[str, Any]:
+def metrics(jobs: Sequence[Job], segments: Sequence[Segment]) -> Metrics:
     """Per-job and average waiting/turnaround/response for one schedule."""
-    per_job: dict[str, dict[str, int]] = {}
+    per_job: dict[str, JobTimes] = {}
     switches = sum(1 for a, b in zip(segments, segments[1:], strict=False) if a[0] != b[0])
     for job in jobs:
         mine = [s for s in segments if s[0] == job["name"]]
@@ -169,26 +198,27 @@ def metrics(jobs: Sequence[Job], segments: Sequence[Segment]) -> dict[str, Any]:
             raise AssertionError(f"schedule does not run {job['name']} for its burst")
         done = max(e for _, _, e in mine)
         turnaround = done - job["arrival"]
-        per_job[job["name"]] = {
-            "completion": done,
-            "turnaround": turnaround,
-            "waiting": turnaround - job["burst"],
-            "response": min(s for _, s, _ in mine) - job["arrival"],
-        }
+        per_job[job["name"]] = JobTimes(
+            completion=done,
+            turnaround=turnaround,
+            waiting=turnaround - job["burst"],
+            response=min(s for _, s, _ in mine) - job["arrival"],
+        )
 
-    def avg(key: str) -> float:
-        return round(sum(m[key] for m in per_job.values()) / len(per_job), 3)
+    def avg(values: list[int]) -> float:
+        return round(sum(values) / len(values), 3)
 
-    return {
-        "avg_waiting": avg("waiting"),
-        "avg_turnaround": avg("turnaround"),
-        "avg_response": avg("response"),
-        "max_waiting": max(m["waiting"] for m in per_job.values()),
-        "makespan": max(e for _, _, e in segments),
-        "switches": switches,
-        "order": [s[0] for s in segments],
-        "per_job": per_job,
-    }
+    times = list(per_job.values())
+    return Metrics(
+        avg_waiting=avg([m["waiting"] for m in times]),
+        avg_turnaround=avg([m["turnaround"] for m in times]),
+        avg_response=avg([m["response"] for m in times]),
+        max_waiting=max(m["waiting"] for m in times),
+        makespan=max(e for _, _, e in segments),
+        switches=switches,
+        order=[s[0] for s in segments],
+        per_job=per_job,
+    )
 
 
 def simulate(
@@ -196,7 +226,7 @@ def simulate(
     quantum: int = 2,
     switch_cost: int = 0,
     mfq_quanta: Sequence[int] | None = None,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Metrics]:
     """Run every algorithm on the same mix, each paying `switch_cost`; MFQ's quanta default to (q, 2q)."""
     mix = list(jobs if jobs is not None else DEFAULT_MIX)
     quanta = tuple(mfq_quanta) if mfq_quanta is not None else (quantum, 2 * quantum)

@@ -1,4 +1,4 @@
-"""Unit tests over fakeredis with a non-forking worker: registry, settings, serializer, refusal."""
+"""Unit tests over fakeredis with a non-forking worker: allow-lists, settings, serializer, refusal."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from tasks import batch, cpu, registry
+from cli.node import NODE_FUNCTIONS
+from tasks import batch, catalog, cpu, registry
 from workers import client, submit
 from workers.errors import ConfigError
 from workers.settings import Settings, check_queue_name, parse_queues
@@ -29,15 +30,29 @@ def run_slot(conn) -> None:
             signal.signal(sig, handler)
 
 
-# -- registry ---------------------------------------------------------------------------------------
-def test_registry_lists_the_chapter_tasks_by_import_path():
-    names = registry.names()
-    assert "tasks.cpu.sum_squares" in names
-    assert "tasks.cpu.cpu_intensive_task" in names
-    assert "tasks.batch.run_batch" in names
-    assert "os.system" not in names
-    with pytest.raises(registry.UnknownTask, match="os.system"):
-        registry.resolve("os.system")
+# -- allow-list ------------------------------------------------------------------------------------
+def test_allow_lists_hold_exactly_what_they_are_given_by_import_path():
+    assert catalog.TASKS.names() == [
+        "tasks.cpu.cpu_intensive_task", "tasks.cpu.sum_squares", "tasks.cpu.trivial",
+        "tasks.faults.fails_once", "tasks.faults.nap",
+    ]  # fmt: skip
+    assert "tasks.batch.run_batch" not in catalog.TASKS  # a batch of batches is no task
+    assert set(NODE_FUNCTIONS.names()) - set(catalog.TASKS.names()) == {
+        "tasks.batch.run_batch", "workers.lab.jobs.run_experiment", "workers.tickets.node_job.buy",
+    }  # fmt: skip
+    for name in ("os.system", "tasks.registry.task", "tasks.catalog.call_raw"):
+        assert name not in NODE_FUNCTIONS
+        with pytest.raises(registry.UnknownTask, match=name.replace(".", r"\.")):
+            NODE_FUNCTIONS.resolve(name)
+
+
+def test_an_allow_list_survives_pickling_by_reference():
+    import pickle
+
+    again = pickle.loads(pickle.dumps(NODE_FUNCTIONS))  # what a spawn-started slot or Pool process gets
+    assert again.names() == NODE_FUNCTIONS.names()
+    assert again.resolve("tasks.cpu.sum_squares") is cpu.sum_squares
+    assert again.raw("tasks.cpu.sum_squares")(4) == 14
 
 
 def test_task_returns_envelope_with_where_and_when():
@@ -55,12 +70,12 @@ def test_cpu_intensive_task_matches_chapter_definition():
     env = cpu.cpu_intensive_task("Task-1", numbers)
     assert env["value"] == ["Task-1", sum(sum(i * i for i in range(n)) for n in numbers)]
     with pytest.raises(ValueError):
-        registry.raw("tasks.cpu.sum_squares")(-1)
+        catalog.TASKS.raw("tasks.cpu.sum_squares")(-1)
 
 
 def test_closed_form_matches_the_task():
     for n in (0, 1, 2, 10, 12345):
-        assert submit.sum_squares_expected(n) == registry.raw("tasks.cpu.sum_squares")(n)
+        assert submit.sum_squares_expected(n) == catalog.TASKS.raw("tasks.cpu.sum_squares")(n)
 
 
 def test_serial_batch_equals_individual_calls():
@@ -154,7 +169,7 @@ def test_pickled_payload_is_refused(fake_redis, tmp_path: Path):
     assert not marker.exists()
     job = Job.fetch(job.id, connection=fake_redis)
     assert job.get_status() == JobStatus.FAILED
-    assert refusal_reason(Job.fetch(job.id, connection=fake_redis, serializer=JSONSerializer)).startswith(
-        "refused: the job's payload is not JSON"
-    )
+    assert refusal_reason(
+        Job.fetch(job.id, connection=fake_redis, serializer=JSONSerializer), NODE_FUNCTIONS
+    ).startswith("refused: the job's payload is not JSON")
     assert "not JSON" in client.failure_reason(job)

@@ -82,15 +82,14 @@ def test_kill9_node_mid_single_the_orphaned_slot_finishes_its_job_then_exits(nod
 
 
 def test_kill9_whole_node_is_swept_by_a_live_node(nodes, real_redis):
-    nodes.start("n2", pool=1)  # the survivor; it sweeps only once it has seen Redis for a heartbeat TTL
-    q = Queue("high", connection=real_redis, serializer=JSONSerializer)
-    blocker = Queue("low", connection=real_redis, serializer=JSONSerializer).enqueue(cpu.sum_squares, SIZE * 4)
-    wait_until(lambda: blocker.get_status(refresh=True) == JobStatus.STARTED)  # n2 is busy: n1 gets the job
     n1 = nodes.start("n1", pool=1)
-    job = q.enqueue(cpu.sum_squares, SIZE * 20)
+    q = Queue("high", connection=real_redis, serializer=JSONSerializer)
+    job = q.enqueue(cpu.sum_squares, SIZE * 40)  # 6-20 s: still running when n2 is up
     wait_until(lambda: job.get_status(refresh=True) == JobStatus.STARTED)
     job.refresh()
     assert job.worker_name == "n1.slot1"
+    nodes.start("n2", pool=1)  # the survivor; it sweeps once it has seen Redis for a heartbeat TTL
+    assert job.get_status(refresh=True) == JobStatus.STARTED, "the job ended before the kill"
     procs = [psutil.Process(n1.pid), *tree(n1)]
     for proc in procs:  # the machine is gone: node, slot and Pool at once
         proc.kill()

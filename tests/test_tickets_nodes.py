@@ -1,6 +1,6 @@
 """Networked sales on real `mplab worker` nodes over a real redis-server: which locks hold across hosts.
 
-Needs the nodes to import `workers.tickets.node_job` (listed in `workers.catalog`), else they refuse the buyers.
+Needs `workers.tickets.node_job.buy` on the nodes' allow-list (`cli/node.py`), else they refuse the buyers.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The node's batch desk: batches handed over by slots, fanned out on the warm Pool, until each is answered.
 
-A batch ends with exactly one reply to its slot, tagged with the job id: `done` (the merged result),
-`error` (a task raised), or `requeue` (a Pool process died under it: the slot re-queues the job). A
-slot that gives up on a batch (its job timed out, or it is stopping) sends `cancel`.
+The slot↔node protocol over each slot's Pipe: a slot sends a `BatchRequest`; a batch ends with exactly
+one `Reply` to its slot, tagged with the job id: `done` (the merged result), `error` (a task raised), or
+`requeue` (a Pool process died under it: the slot re-queues the job). A slot that gives up on a batch
+(its job timed out, or it is stopping) sends `Cancel`.
 
 multiprocessing.Pool cannot cancel work: its queued chunks run to the end, and a process killed while
 waiting for work leaves the task queue locked. So cancelling a batch, or losing a Pool process,
@@ -19,16 +20,44 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from tasks.batch import BatchResult
 from workers import defaults
 from workers.pool import BatchPool
 
 log = logging.getLogger("mplab.node")
+
+
+@dataclass(frozen=True)
+class BatchRequest:
+    """Slot → node: run this batch job's items on the Pool."""
+
+    job_id: str
+    task: str
+    items: list[list[Any]]
+    chunksize: int
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Slot → node: this batch was given up (its timeout, or the slot is stopping); stop its Pool work."""
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Node → slot: how a batch ended; `result` when done, `reason` otherwise."""
+
+    kind: Literal["done", "error", "requeue"]
+    job_id: str
+    result: BatchResult | None = None
+    reason: str = ""
 
 
 @dataclass
@@ -65,19 +94,19 @@ class Fanout:
         return self.pool.progress._reader  # type: ignore[attr-defined]
 
     # -- from slots ----------------------------------------------------------------------------------
-    def handle(self, conn: Connection, message: tuple[Any, ...]) -> None:
-        kind, job_id, task, items, chunksize = message
-        if kind == "cancel":
-            self.cancel(job_id)
+    def handle(self, conn: Connection, message: object) -> None:
+        if isinstance(message, Cancel):
+            self.cancel(message.job_id)
             return
-        if kind != "batch":
+        if not isinstance(message, BatchRequest):
+            log.warning("node %s: unknown message from a slot: %s", self.node, type(message).__name__)
             return
         job = None
         with contextlib.suppress(Exception):  # progress is best effort: a batch runs during an outage too
-            job = Job.fetch(job_id, connection=self.client, serializer=JSONSerializer)
-        batch = Batch(job_id, task, items, chunksize, conn, job)
+            job = Job.fetch(message.job_id, connection=self.client, serializer=JSONSerializer)
+        batch = Batch(message.job_id, message.task, message.items, message.chunksize, conn, job)
         with self.lock:
-            self.batches[job_id] = batch
+            self.batches[batch.job_id] = batch
         self._write_progress(batch, force=True)
         self._submit(batch)
 
@@ -85,19 +114,19 @@ class Fanout:
         try:
             self.pool.submit(
                 batch.job_id, batch.task, batch.items, batch.chunksize,
-                lambda result: self._reply(batch, "done", result),
-                lambda exc: self._reply(batch, "error", f"{type(exc).__name__}: {exc}"),
+                lambda result: self._reply(batch, Reply("done", batch.job_id, result=result)),
+                lambda exc: self._reply(batch, Reply("error", batch.job_id, reason=f"{type(exc).__name__}: {exc}")),
             )  # fmt: skip
         except Exception as exc:  # e.g. an unpicklable argument: fail this batch, not the node
-            self._reply(batch, "error", f"{type(exc).__name__}: {exc}")
+            self._reply(batch, Reply("error", batch.job_id, reason=f"{type(exc).__name__}: {exc}"))
 
-    def _reply(self, batch: Batch, kind: str, payload: Any) -> None:
+    def _reply(self, batch: Batch, reply: Reply) -> None:
         with self.lock:
             if self.batches.get(batch.job_id) is not batch:
                 return  # cancelled, or answered already
             del self.batches[batch.job_id]
         with contextlib.suppress(OSError):
-            batch.conn.send((kind, batch.job_id, payload))
+            batch.conn.send(reply)
 
     def cancel(self, job_id: str) -> None:
         """The slot gave up on this batch (timeout or stop): stop its Pool work now."""
@@ -135,7 +164,7 @@ class Fanout:
         again = []
         for batch in batches:
             if culprits is None or batch.job_id in culprits:
-                self._reply(batch, "requeue", reason)
+                self._reply(batch, Reply("requeue", batch.job_id, reason=reason))
             else:
                 batch.done = 0
                 again.append(batch)

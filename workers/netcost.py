@@ -20,7 +20,8 @@ from typing import Literal
 import redis
 from rq.utils import str_to_date
 
-from tasks import cpu, registry
+from tasks import cpu
+from tasks.registry import name_of
 from workers import client as jobclient
 from workers import procs
 from workers.errors import ConfigError
@@ -130,7 +131,7 @@ def drain(
 
 
 def _enqueue(client: redis.Redis, queue: str, jobs: int, batch: int) -> list[str]:
-    calls = jobclient.task_calls(registry.name_of(cpu.trivial), [[i] for i in range(jobs * batch)], batch)
+    calls = jobclient.task_calls(name_of(cpu.trivial), [[i] for i in range(jobs * batch)], batch)
     return [job.id for job in jobclient.enqueue_many(client, queue, calls)]
 
 

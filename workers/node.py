@@ -34,8 +34,9 @@ from typing import Any
 import redis
 from rq.worker import SimpleWorker
 
-from workers import catalog, defaults, nodectx, recovery
+from tasks.registry import AllowList
 from workers import client as jobclient
+from workers import defaults, nodectx, recovery
 from workers.errors import ConfigError, RedisUnavailable
 from workers.fanout import Fanout
 from workers.heartbeat import Heart, node_key, worker_key
@@ -118,7 +119,9 @@ class Node:
         burst: bool = False,
         verbose: bool = False,
         redis_timeout: float = defaults.REDIS_TIMEOUT,
+        functions: AllowList,
     ):
+        """`functions`: the job functions the node may run (slots refuse any other job, with the reason)."""
         check_options(name, settings.pool_size, settings.grace_period, redis_timeout)
         check_queues(settings.queues)
         self.settings = settings
@@ -126,6 +129,7 @@ class Node:
         self.name = name
         self.burst = burst
         self.redis_timeout = redis_timeout
+        self.functions = functions
         self.log_level = "INFO" if verbose else "WARNING"
         self.ctx = settings.mp_context()
         self.client: redis.Redis = connect(url)
@@ -158,7 +162,7 @@ class Node:
     def _start_slot(self, i: int) -> Slot:
         ours, theirs = self.ctx.Pipe(duplex=True)
         cfg = SlotConfig(self._slot_name(i), self.name, self.url, self.settings.queues, self.burst,
-                         self.log_level, self.redis_timeout)  # fmt: skip
+                         self.log_level, self.functions, self.redis_timeout)  # fmt: skip
         # With fork the child gets a copy of every Pipe end the node holds: it closes them first thing,
         # or the node's death would not be an EOF on its own pipe. Other start methods copy nothing.
         inherited = [ours, *(s.conn for s in self.slots)] if self.settings.start_method == "fork" else []
@@ -170,7 +174,7 @@ class Node:
 
     def _start_pool(self) -> BatchPool:
         with nodectx.signals_blocked():  # the Pool's threads (which re-fork workers) keep them blocked
-            return BatchPool(self.ctx, self.settings.pool_size, self.name, self.url, self.lock)
+            return BatchPool(self.ctx, self.settings.pool_size, self.name, self.url, self.lock, self.functions)
 
     def run(self) -> int:
         """Start, serve until stopped, stop; every child is reaped before this returns.
@@ -184,7 +188,6 @@ class Node:
         try:
             self.lock = self.ctx.Lock()
             nodectx.init(self.name, self.url, self.lock)
-            catalog.load()
             # The Pool before the slots: with fork, its processes must not inherit slot pipes or threads.
             self.fanout = Fanout(self._start_pool, self.client, self.name)
             for i in range(self.settings.pool_size):

@@ -16,8 +16,7 @@ from typing import Any
 
 import redis
 
-from tasks import registry
-
+_node = ""
 _url: str | None = None
 _client: redis.Redis | None = None
 _host_lock: Any = None
@@ -61,11 +60,16 @@ def die_with_parent(sig: int, parent_pid: int) -> bool:
 
 def init(node_name: str, redis_url: str | None, host_lock: Any) -> None:
     """Called at start of each node process."""
-    global _url, _client, _host_lock
-    registry.set_node_name(node_name)
+    global _node, _url, _client, _host_lock
+    _node = node_name
     _url = redis_url
     _client = None
     _host_lock = host_lock
+
+
+def node_name() -> str:
+    """The node this process belongs to, or '' outside a node (e.g. a stock `rq worker`)."""
+    return _node
 
 
 def connection() -> redis.Redis:

@@ -17,13 +17,16 @@ from multiprocessing.pool import AsyncResult, Pool
 from multiprocessing.queues import SimpleQueue
 from typing import Any
 
-from tasks import batch, registry
-from workers import catalog, defaults, nodectx
+from tasks import batch
+from tasks.batch import BatchResult, ChunkResult
+from tasks.registry import AllowList
+from workers import defaults, nodectx
 
 Progress = tuple[str, int, int]
 """(job id, tasks done since the last report, pid); a count of 0 says the pid started a chunk of that job."""
 
 _progress: SimpleQueue[Progress] | None = None
+_functions = AllowList([])  # the node's allow-list, set in each Pool process
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -34,21 +37,20 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(0)
 
 
-def _init(progress: SimpleQueue[Progress], node: str, url: str | None, lock: Any) -> None:
-    global _progress
+def _init(progress: SimpleQueue[Progress], node: str, url: str | None, lock: Any, functions: AllowList) -> None:
+    global _progress, _functions
     nodectx.child_signals()
     parent = os.getppid()  # the node (fork, spawn) or its fork server, which exits with the node
     if not nodectx.die_with_parent(signal.SIGKILL, parent):  # nothing of a dead node's Pool work is kept
         os._exit(0)
-    _progress = progress
+    _progress, _functions = progress, functions
     nodectx.init(node, url, lock)
-    catalog.load()
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watch").start()
 
 
-def run_chunk(job_id: str, task: str, items: list[list[Any]]) -> dict[str, Any]:
+def run_chunk(job_id: str, task: str, items: list[list[Any]]) -> ChunkResult:
     """Run one chunk of a batch job in a Pool process, reporting progress at most every interval."""
-    fn = registry.raw(task)
+    fn = _functions.raw(task)
     cpu0 = time.process_time()
     pid = os.getpid()
     if _progress is not None:
@@ -65,7 +67,7 @@ def run_chunk(job_id: str, task: str, items: list[list[Any]]) -> dict[str, Any]:
             pending, last = 0, now
     if _progress is not None and pending:
         _progress.put((job_id, pending, pid))
-    return {"values": values, "pid": pid, "cpu_s": time.process_time() - cpu0}
+    return ChunkResult(values=values, pid=pid, cpu_s=time.process_time() - cpu0)
 
 
 def chunk(items: list[list[Any]], size: int) -> list[list[list[Any]]]:
@@ -81,10 +83,13 @@ def auto_chunksize(count: int, processes: int) -> int:
 class BatchPool:
     """A warm `Pool` of the node's processes plus the progress channel they write to."""
 
-    def __init__(self, ctx: BaseContext, processes: int, node: str, url: str | None, lock: Any) -> None:
+    def __init__(
+        self, ctx: BaseContext, processes: int, node: str, url: str | None, lock: Any, functions: AllowList
+    ) -> None:
         self.processes = processes
         self.progress: SimpleQueue[Progress] = ctx.SimpleQueue()
-        self.pool: Pool = ctx.Pool(processes, initializer=_init, initargs=(self.progress, node, url, lock))
+        initargs = (self.progress, node, url, lock, functions)
+        self.pool: Pool = ctx.Pool(processes, initializer=_init, initargs=initargs)
 
     def pids(self) -> list[int]:
         return [p.pid for p in getattr(self.pool, "_pool", []) if p.pid]
@@ -95,9 +100,9 @@ class BatchPool:
         task: str,
         items: list[list[Any]],
         chunksize: int,
-        on_done: Callable[[dict[str, Any]], None],
+        on_done: Callable[[BatchResult], None],
         on_error: Callable[[BaseException], None],
-    ) -> AsyncResult[list[dict[str, Any]]] | None:
+    ) -> AsyncResult[list[ChunkResult]] | None:
         """Fan a batch out in chunks; `on_done` gets the merged batch result (Pool's result thread)."""
         started = time.time()
         if not items:  # Pool.starmap_async never calls back for an empty iterable
@@ -105,7 +110,7 @@ class BatchPool:
             return None
         size = chunksize if chunksize > 0 else auto_chunksize(len(items), self.processes)
 
-        def done(parts: list[dict[str, Any]]) -> None:
+        def done(parts: list[ChunkResult]) -> None:
             on_done(batch.merge(task, parts, started))
 
         return self.pool.starmap_async(

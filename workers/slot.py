@@ -27,25 +27,29 @@ from rq.serializers import JSONSerializer
 from rq.utils import as_text, now
 from rq.worker.base import WorkerStatus
 
-from tasks import batch, registry
-from workers import catalog, defaults, nodectx, recovery
+from tasks import batch, catalog
+from tasks.registry import AllowList, UnknownTask, name_of
+from workers import defaults, nodectx, recovery
 from workers.errors import PayloadTooLarge
+from workers.fanout import BatchRequest, Cancel, Reply
 from workers.lean_worker import LeanWorker
 
 T = TypeVar("T")
 
-BATCH = registry.name_of(batch.run_batch)
+BATCH = name_of(batch.run_batch)
+STOCK_FUNCTIONS = catalog.TASKS.extended(batch.run_batch)
+"""What a slot runs when it is given no list: this package's tasks and batches of them."""
 log = logging.getLogger("mplab.slot")
 
 
-def refusal_reason(job: Job) -> str | None:
+def refusal_reason(job: Job, functions: AllowList) -> str | None:
     """Why a node must not run `job`, or None if it may. Never imports the job's function."""
     try:
         name = job.func_name
     except DeserializationError:
         return "refused: the job's payload is not JSON (a pickled job?); mplab nodes run only JSON jobs"
-    if not name or not registry.is_registered(name):
-        return f"refused: {name!r} is not a registered mplab task; nodes run only functions in tasks.registry"
+    if not name or name not in functions:
+        return f"refused: {name!r} is not a registered mplab task; nodes run only the functions they are given"
     return None
 
 
@@ -84,6 +88,12 @@ class SlotWorker(LeanWorker):
     redis_timeout = defaults.REDIS_TIMEOUT
     trouble = False  # a Redis error since the current job started
     job_t0 = 0.0
+
+    def __init__(self, *args: Any, functions: AllowList = STOCK_FUNCTIONS, node: str = "", **kwargs: Any) -> None:
+        """RQ's Worker arguments, plus the allow-list and the name of the node the slot belongs to."""
+        super().__init__(*args, **kwargs)
+        self.functions = functions
+        self.node = node
 
     def _install_signal_handlers(self) -> None:
         # Ctrl-C reaches the whole process group: only the node decides; it stops slots with SIGTERM.
@@ -226,7 +236,7 @@ class SlotWorker(LeanWorker):
             super()._finalize_failure(job, queue, execution, exc_info)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        reason = payload_refusal(job) or refusal_reason(job)
+        reason = payload_refusal(job) or refusal_reason(job, self.functions)
         if reason is not None:
             self.refuse(job, queue, reason)
             return
@@ -250,12 +260,14 @@ class SlotWorker(LeanWorker):
     def run_job(self, job: Job) -> Any:
         name = job.func_name
         assert name is not None
-        result = self.run_batch(job) if name == BATCH else registry.resolve(name)(*job.args, **job.kwargs)
-        if isinstance(result, dict) and "started" in result and job.enqueued_at is not None:
-            result["enqueued"] = job.enqueued_at.timestamp()  # the envelope's third timing
+        result = self.run_batch(job) if name == BATCH else self.functions.resolve(name)(*job.args, **job.kwargs)
+        if isinstance(result, dict) and "task" in result and "started" in result:  # an Envelope or BatchResult
+            result["node"] = self.node  # a slot knows its node; the task does not
+            if job.enqueued_at is not None:
+                result["enqueued"] = job.enqueued_at.timestamp()  # the envelope's third timing
         return result
 
-    def run_batch(self, job: Job) -> dict[str, Any]:
+    def run_batch(self, job: Job) -> batch.BatchResult:
         bound = inspect.signature(batch.run_batch).bind(*job.args, **job.kwargs)
         bound.apply_defaults()
         task, items, chunksize = (
@@ -263,46 +275,46 @@ class SlotWorker(LeanWorker):
             bound.arguments["items"],
             bound.arguments["chunksize"],
         )
-        if task == BATCH or not registry.is_registered(task):
-            raise registry.UnknownTask(task)
+        if task == BATCH or task not in self.functions:
+            raise UnknownTask(task)
         if len(items) > defaults.MAX_BATCH_ITEMS:
             raise PayloadTooLarge(
                 f"a batch of {len(items)} tasks exceeds the node's limit of {defaults.MAX_BATCH_ITEMS}"
             )
         if self.hub is None:  # not inside a node: behave like any RQ worker
-            return batch.run_batch(task, items, chunksize)
+            return batch.merge(task, [batch.run_items(self.functions.raw(task), items)], time.time())
         try:
-            self.hub.send(("batch", job.id, task, [list(i) for i in items], int(chunksize)))
+            self.hub.send(BatchRequest(job.id, task, [list(i) for i in items], int(chunksize)))
         except OSError:  # the node died before this slot heard of it: not the job's fault, no poison count
             self._stop_requested = True
             raise RunCut(recovery.Cut.STOP, f"node of {self.name} was gone before the batch could start") from None
         try:
-            kind, payload = self._await_batch(job.id)
+            reply = self._await_batch(job.id)
         except BaseException:  # its timeout, or the node's loss: the node must stop its Pool work now
             with contextlib.suppress(OSError):
-                self.hub.send(("cancel", job.id, "", [], 0))
+                self.hub.send(Cancel(job.id))
             raise
-        if kind == "requeue":
-            raise RunCut(recovery.Cut.POOL, payload)
-        if kind != "done":
-            raise RuntimeError(f"batch failed in the node's Pool: {payload}")
-        size = len(json.dumps(payload))
+        if reply.kind == "requeue":
+            raise RunCut(recovery.Cut.POOL, reply.reason)
+        if reply.kind != "done" or reply.result is None:
+            raise RuntimeError(f"batch failed in the node's Pool: {reply.reason}")
+        size = len(json.dumps(reply.result))
         if size > defaults.MAX_RESULT_BYTES:
             raise PayloadTooLarge(f"the batch result is {size} bytes, over the limit of {defaults.MAX_RESULT_BYTES}")
-        job.meta["progress"] = {"done": payload["count"], "total": len(items)}
+        job.meta["progress"] = {"done": reply.result["count"], "total": len(items)}
         self._persist(job.save_meta)
-        return dict(payload)
+        return reply.result
 
-    def _await_batch(self, job_id: str) -> tuple[str, Any]:
+    def _await_batch(self, job_id: str) -> Reply:
         assert self.hub is not None
         while True:
             try:
-                kind, reply_id, payload = self.hub.recv()
+                reply = self.hub.recv()
             except (EOFError, OSError):
                 reason = f"node of {self.name} died while the batch ran (its Pool went with it)"
                 raise RunCut(recovery.Cut.DEATH, reason) from None
-            if reply_id == job_id:  # anything else is the late reply for an earlier batch that timed out
-                return kind, payload
+            if isinstance(reply, Reply) and reply.job_id == job_id:  # else: a late reply for an earlier batch
+                return reply
 
 
 def payload_refusal(job: Job) -> str | None:
@@ -323,6 +335,7 @@ class SlotConfig:
     queues: tuple[str, ...]
     burst: bool
     log_level: str
+    functions: AllowList
     redis_timeout: float = defaults.REDIS_TIMEOUT
 
 
@@ -376,12 +389,12 @@ def slot_main(cfg: SlotConfig, hub: Connection, lock: Any, inherited: list[Conne
     if not nodectx.die_with_parent(signal.SIGTERM, parent_pid):  # SIGTERM: a warm stop, see request_stop
         return
     nodectx.init(cfg.node, cfg.url, lock)
-    catalog.load()
     _wait_for_redis(cfg, parent_pid)
     connection = redis.Redis.from_url(cfg.url, socket_connect_timeout=3)
     worker = SlotWorker(
-        list(cfg.queues), name=cfg.name, connection=connection, serializer=JSONSerializer, job_class=NodeJob
-    )
+        list(cfg.queues), name=cfg.name, connection=connection, serializer=JSONSerializer, job_class=NodeJob,
+        functions=cfg.functions, node=cfg.node,
+    )  # fmt: skip
     worker.hub = hub
     worker.redis_timeout = cfg.redis_timeout
     threading.Thread(target=_keep_alive, args=(worker, connection, parent_pid), daemon=True, name="keeper").start()

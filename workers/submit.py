@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 import redis
 from rq.job import Job
 
-from tasks import cpu, registry
+from tasks import cpu
+from tasks.registry import name_of
 from workers import client as jobclient
 from workers import defaults
 from workers.errors import ConfigError
 
-TASK = registry.name_of(cpu.sum_squares)
+TASK = name_of(cpu.sum_squares)
 
 
 def sum_squares_expected(n: int) -> int:

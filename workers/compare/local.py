@@ -19,7 +19,7 @@ from multiprocessing.context import BaseContext
 from multiprocessing.pool import Pool
 from typing import Any
 
-from tasks import registry
+from tasks import catalog
 from workers import nodectx
 from workers.compare.records import RqTiming
 from workers.pool import stop_pool
@@ -39,7 +39,7 @@ class Run:
 
 def task_fn(task: str) -> Callable[..., Any]:
     """The task as a picklable callable returning just its value."""
-    return functools.partial(registry.call_raw, task)
+    return functools.partial(catalog.call_raw, task)
 
 
 def quiet_child() -> None:
@@ -61,7 +61,7 @@ def _serial_loop(conn: Connection, parent_end: Connection | None) -> None:
             task, items = conn.recv()
         except EOFError:
             return
-        fn = registry.raw(task)
+        fn = catalog.TASKS.raw(task)
         c0, t0 = time.process_time(), time.perf_counter()
         values = [fn(*args) for args in items]
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -94,7 +94,7 @@ class SerialChild:
 
 def _child(conn: Connection, task: str, args: list[Any]) -> None:
     quiet_child()
-    conn.send(registry.raw(task)(*args))
+    conn.send(catalog.TASKS.raw(task)(*args))
     conn.close()
 
 
@@ -148,7 +148,8 @@ def warm_pool(ctx: BaseContext, workers: int) -> Iterator[tuple[Pool, float]]:
 
 
 SUBPROCESS_CODE = (
-    "import json,sys;from tasks import registry;print(json.dumps(registry.raw(sys.argv[1])(*json.loads(sys.argv[2]))))"
+    "import json,sys;from tasks.catalog import call_raw;"
+    "print(json.dumps(call_raw(sys.argv[1],*json.loads(sys.argv[2]))))"
 )
 
 

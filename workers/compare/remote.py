@@ -19,7 +19,7 @@ import redis
 from rq.queue import Queue
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from tasks import registry
+from tasks import catalog
 from workers import client, procs
 from workers.client import Outcome
 from workers.compare.local import Run
@@ -126,7 +126,7 @@ def enqueue_rate(conn: redis.Redis, queue: str, count: int) -> tuple[float, floa
     """Jobs/s of mplab's submit path (`client.enqueue_many`), RQ's own `enqueue_many` in one pipeline, and
     one `enqueue` at a time; the jobs are deleted afterwards."""
     q = client.queue(conn, queue)
-    fn = registry.resolve(TRIVIAL)
+    fn = catalog.TASKS.resolve(TRIVIAL)
     calls = client.task_calls(TRIVIAL, [[i] for i in range(count)], 1)
     t0 = time.perf_counter()
     client.enqueue_many(conn, queue, calls)

@@ -1,13 +1,13 @@
-"""The RQ entry point: a worker node runs one lab experiment and returns its JSON result."""
+"""The RQ job function by which a worker node runs one lab experiment and returns its JSON result.
+
+On the node's allow-list (`cli/node.py`): a node runs nothing it was not given.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from tasks.registry import entrypoint
 
-
-@entrypoint
 def run_experiment(name: str, params: dict[str, Any], start_method: str | None = None) -> dict[str, Any]:
     """Run experiment `name` inside the node's slot process (which may create child processes)."""
     import workers.lab as lab
@@ -27,6 +27,6 @@ def _where() -> dict[str, Any]:
     import os
     import socket
 
-    from tasks.registry import node_name
+    from workers import nodectx
 
-    return {"node": node_name(), "host": socket.gethostname(), "pid": os.getpid()}
+    return {"node": nodectx.node_name(), "host": socket.gethostname(), "pid": os.getpid()}

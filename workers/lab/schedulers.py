@@ -88,7 +88,7 @@ def schedule(lab: Lab) -> None:
     _rq_order(lab, starve)
 
 
-def _rq_order(lab: Lab, starve: dict[str, dict[str, Any]]) -> None:
+def _rq_order(lab: Lab, starve: dict[str, scheduling.Metrics]) -> None:
     """Drain real RQ queues (fakeredis, in-process SimpleWorker) and compare with the MLQ simulation."""
     rep = lab.report
     long_mlq = starve["MLQ(rq)"]["per_job"]["LONG"]

@@ -24,8 +24,9 @@ from typing import Any
 import redis
 from redis.exceptions import LockNotOwnedError, WatchError
 
-from tasks import registry, tickets
+from tasks import tickets
 from tasks.tickets import Outcome
+from workers import nodectx
 from workers.errors import Unsupported
 from workers.tickets.store_redis import HOST, SaleKeys, SaleParams, cached_params, sale_params, set_meta
 
@@ -85,7 +86,7 @@ def buy(
     else:
         released = arrive_and_wait(r, p)
     row = tickets.ledger_row(
-        sale_id, buyer, p.mode, node=registry.node_name() or "local", host=HOST, pid=os.getpid(), now=0.0
+        sale_id, buyer, p.mode, node=nodectx.node_name() or "local", host=HOST, pid=os.getpid(), now=0.0
     )
     k = SaleKeys(sale_id)
     if p.mode == "host-lock":  # naive, inside this node's multiprocessing.Lock
@@ -124,7 +125,7 @@ def record_crash(r: redis.Redis, sale_id: str, buyer: str, exc: BaseException) -
         sale_id,
         buyer,
         cached.mode if cached is not None else "?",
-        node=registry.node_name() or "local",
+        node=nodectx.node_name() or "local",
         host=HOST,
         pid=os.getpid(),
         now=time.time(),
