@@ -8,10 +8,9 @@ import math
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, is_dataclass
 from typing import Annotated, Any
 
-import redis
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -19,6 +18,7 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from workers.errors import LabError, map_errors
+from workers.redis_server import Conn as Conn  # re-exported: the commands type their connection with it
 from workers.redis_server import connect, redis_for
 from workers.settings import Settings
 
@@ -94,15 +94,6 @@ def finite(value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):
         raise typer.BadParameter(f"must be a finite number, got {value}")
     return value
-
-
-@dataclass
-class Conn:
-    """The Redis a command talks to, resolved once: its client, URL and a description for humans."""
-
-    client: redis.Redis
-    url: str
-    where: str
 
 
 @contextlib.contextmanager

@@ -6,6 +6,8 @@ infinities are refused like any other out-of-range value: one line, exit code 2 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +17,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.base import console, err_console, new_app, print_json, settings_of
+from cli.base import Conn, console, err_console, new_app, open_redis, print_json, settings_of
 from tasks import tickets
 from tasks.tickets import Outcome
-from workers.redis_server import connect, redis_for
+from workers.errors import NotFound
+from workers.redis_server import read_state
 from workers.settings import machine_facts
 from workers.tickets import bench as bench_mod
 from workers.tickets import local as local_sale
@@ -63,8 +66,9 @@ def local(
     json_out: JsonOpt = False,
 ) -> None:
     """Buyers are processes on this host, released together by a Barrier (the chapter's experiment)."""
-    spec = SaleSpec(mode=mode, stock=stock, buyers=buyers, window=window, lock_timeout=lock_timeout)
-    result = local_sale.run(settings_of(ctx), spec, path=file)
+    spec = local_sale.check(SaleSpec(mode=mode, stock=stock, buyers=buyers, window=window, lock_timeout=lock_timeout))
+    with open_redis(ctx) if mode in tickets.REDIS_MODES else contextlib.nullcontext() as conn:
+        result = local_sale.run(settings_of(ctx), spec, path=file, conn=conn)
     if json_out:
         print_json(result)
         return
@@ -115,22 +119,29 @@ def submit(
         party=party,
         queue=queue,
     )
-    with Progress(
-        TextColumn("[bold]buyers[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[sold]} sold"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=not wait,
-    ) as bar:
+    settings = settings_of(ctx)
+    network.check(settings, spec, timeout)  # a usage error is one line before any Redis is sought
+    # the nodes must reach the sale's Redis: a private embedded one (gone with this command) is refused
+    shared_for = "`tickets submit --wait`" if wait else "`tickets submit` (its buyer jobs wait there for the nodes)"
+    with (
+        open_redis(ctx, needs=shared_for) as conn,
+        Progress(
+            TextColumn("[bold]buyers[/bold]"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[sold]} sold"),
+            TimeElapsedColumn(),
+            console=err_console,
+            transient=True,
+            disable=not wait,
+        ) as bar,
+    ):
         task = bar.add_task("sale", total=buyers, sold=0)
 
         def on_progress(done: int, total: int, sold: int) -> None:
             bar.update(task, completed=done, total=total, sold=sold)
 
-        result = network.submit(settings_of(ctx), spec, wait=wait, timeout=timeout, on_progress=on_progress)
+        result = network.submit(settings, conn, spec, wait=wait, timeout=timeout, on_progress=on_progress)
     if json_out:
         print_json(result)
         return
@@ -168,7 +179,7 @@ def report(
     json_out: JsonOpt = False,
 ) -> None:
     """Re-read a sale's ledger and count its outcome."""
-    result = manage.report(settings_of(ctx), sale_id)
+    result = manage.report(settings_of(ctx), sale_id, lambda: _redis_holding(ctx, sale_id))
     if json_out:
         print_json(result)
         return
@@ -180,15 +191,30 @@ def report(
 @app.command()
 def reset(ctx: typer.Context, sale_id: SaleIdArg, json_out: JsonOpt = False) -> None:
     """Put a sale's stock back and empty its ledger (same id, same parameters)."""
-    result = manage.reset(settings_of(ctx), sale_id)
+    result = manage.reset(settings_of(ctx), sale_id, lambda: _redis_holding(ctx, sale_id))
     print_json(result) if json_out else console.print(f"sale {sale_id}: reset to {result['stock']} tickets")
 
 
 @app.command()
 def delete(ctx: typer.Context, sale_id: SaleIdArg, json_out: JsonOpt = False) -> None:
     """Delete a sale: its ledger and counter (Redis keys or files)."""
-    manage.delete(settings_of(ctx), sale_id)
+    manage.delete(settings_of(ctx), sale_id, lambda: _redis_holding(ctx, sale_id))
     print_json({"sale_id": sale_id, "deleted": True}) if json_out else console.print(f"sale {sale_id}: deleted")
+
+
+@contextlib.contextmanager
+def _redis_holding(ctx: typer.Context, sale_id: str) -> Iterator[Conn]:
+    """The Redis a sale that is not a file sale of this host can be in: --redis-url or the `redis up` server.
+
+    A fresh embedded Redis cannot hold any earlier sale, so none is started to look in.
+    """
+    settings = settings_of(ctx)
+    if not settings.redis_url and read_state(settings.state_dir) is None:
+        raise NotFound(
+            f"no ticket sale {sale_id!r} on this host, and no Redis (--redis-url / `mplab redis up`) to look in"
+        )
+    with open_redis(ctx) as conn:
+        yield conn
 
 
 @app.command()
@@ -204,19 +230,14 @@ def bench(
 ) -> None:
     """One client, sequential purchase attempts/s per mode, as ratios to the bare GET/SET path."""
     r.check_bench(attempts, repeats)
-    settings = settings_of(ctx)
-    with redis_for(settings.redis_url, settings.state_dir) as (url, description):
-        client = connect(url)
-        try:
-            result = bench_mod.run(client, attempts=attempts, repeats=repeats)
-        finally:
-            client.close()
-    result["redis"] = description
-    result["machine"] = machine_facts(settings.start_method)
+    with open_redis(ctx) as conn:
+        result = bench_mod.run(conn.client, attempts=attempts, repeats=repeats)
+    result["redis"] = conn.where
+    result["machine"] = machine_facts(settings_of(ctx).start_method)
     if json_out:
         print_json(result)
         return
-    console.print(f"on the {escape(description)}", soft_wrap=True)
+    console.print(f"on the {escape(conn.where)}", soft_wrap=True)
     table = Table(title=f"one client, {attempts} sequential attempts, median of {repeats}", box=box.SIMPLE_HEAD)
     for column in ("mode", "attempts/s", "x getset", "x naive"):
         table.add_column(column, justify="right" if column != "mode" else "left", no_wrap=True)

@@ -12,7 +12,7 @@ ledger as a seat sold twice.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, TypedDict
+from typing import TypedDict
 
 FILE_MODES: tuple[str, ...] = ("unsafe", "lock")
 """File store modes: the chapter's 6.5.1 (no lock) and 6.5.2 (multiprocessing.Lock)."""
@@ -49,6 +49,12 @@ redis.call('RPUSH', KEYS[2], '{"seat": ' .. seat .. ', ' .. string.sub(ARGV[2], 
 return seat
 """
 """Check-and-decrement plus ledger append, executed atomically by Redis; returns the seat or 0 (sold out)."""
+
+
+class Ticket(TypedDict):
+    """The chapter's ticket.json: how many tickets are left."""
+
+    count: int
 
 
 class Outcome(TypedDict, total=False):
@@ -115,9 +121,9 @@ def seat_for(stock: int, count_read: int) -> int:
     return stock - count_read + 1
 
 
-def decide(data: dict[str, Any]) -> dict[str, Any] | None:
-    """The buy decision on the chapter's ticket dict: the dict to write back, or None when sold out."""
-    count = int(data["count"])
+def decide(data: Ticket) -> Ticket | None:
+    """The buy decision on the chapter's ticket.json: what to write back, or None when sold out."""
+    count = data["count"]
     if count <= 0:
         return None
     return {**data, "count": count - 1}

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from tests.conftest import mplab_cmd
-from workers.errors import ConfigError, NotFound
+from workers.errors import ConfigError
 from workers.settings import Settings
 from workers.tickets import local, manage
 from workers.tickets.records import SaleSpec
@@ -29,6 +29,11 @@ runner = CliRunner()
 @pytest.fixture
 def settings(tmp_path):
     return Settings(state_dir=tmp_path / "state")
+
+
+def no_redis():
+    """`manage`'s Redis opener for file sales: a file sale never needs one."""
+    raise AssertionError("a file sale asked for Redis")
 
 
 @pytest.mark.parametrize("trial", range(3))
@@ -66,14 +71,18 @@ def test_the_ticket_file_path_is_configurable_and_holds_the_chapters_format(sett
 
 def test_report_reset_delete_of_a_file_sale(settings):
     sale = local.run(settings, SaleSpec(stock=2, buyers=3, mode="lock", window=0.0))
-    again = manage.report(settings, sale["sale_id"])
+    again = manage.report(settings, sale["sale_id"], no_redis)
     assert again["summary"]["sold"] == 2 and again["summary"]["failed_buyers"] == 1
-    manage.reset(settings, sale["sale_id"])
-    after = manage.report(settings, sale["sale_id"])
+    manage.reset(settings, sale["sale_id"], no_redis)
+    after = manage.report(settings, sale["sale_id"], no_redis)
     assert after["summary"]["sold"] == 0 and after["summary"]["final_counter"] == 2
-    manage.delete(settings, sale["sale_id"])
-    with pytest.raises(NotFound):
-        manage.report(settings, sale["sale_id"])
+    manage.delete(settings, sale["sale_id"], no_redis)
+    gone = runner.invoke(app, ["--state-dir", str(settings.state_dir), "tickets", "report", sale["sale_id"]])
+    assert gone.exit_code == 1
+    assert gone.stderr.strip() == (
+        f"error: no ticket sale {sale['sale_id']!r} on this host, and no Redis (--redis-url / `mplab redis up`) to "
+        "look in"
+    )
 
 
 def test_cli_local_prints_buyers_and_summary(tmp_path):
@@ -199,11 +208,11 @@ def test_a_relative_file_names_the_same_file_for_reset_and_delete_from_another_d
     monkeypatch.chdir(b)  # b has its own ticket.json and ledger, which are none of the sale's business
     (b / "ticket.json").write_text('{"count": 99}')
     (b / "ticket.json.ledger.jsonl").write_text("someone else's rows\n")
-    assert manage.report(settings, sale_id)["summary"]["sold"] == 2
-    manage.reset(settings, sale_id)
+    assert manage.report(settings, sale_id, no_redis)["summary"]["sold"] == 2
+    manage.reset(settings, sale_id, no_redis)
     assert json.loads((a / "ticket.json").read_text()) == {"count": 2}
-    assert manage.report(settings, sale_id)["summary"]["sold"] == 0
-    manage.delete(settings, sale_id)
+    assert manage.report(settings, sale_id, no_redis)["summary"]["sold"] == 0
+    manage.delete(settings, sale_id, no_redis)
     assert not (a / "ticket.json").exists() and not (a / "ticket.json.ledger.jsonl").exists()
     assert (b / "ticket.json").read_text() == '{"count": 99}'
     assert (b / "ticket.json.ledger.jsonl").read_text() == "someone else's rows\n"
@@ -228,7 +237,7 @@ def test_reset_and_delete_refuse_files_that_are_no_longer_the_sales(settings, tm
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and message in lines[0], result.stderr
         with pytest.raises(ConfigError):
-            getattr(manage, op)(settings, sale["sale_id"])
+            getattr(manage, op)(settings, sale["sale_id"], no_redis)
     assert {p: p.read_text() for p in before} == before
 
 
@@ -241,7 +250,7 @@ def test_a_ticket_file_that_cannot_be_created_leaves_no_sale_behind(settings, tm
     assert blocker.read_text() == "a file where a directory would have to be"
 
 
-@pytest.mark.parametrize("trouble", ["broken start barrier", "ticket.json is not JSON"])
+@pytest.mark.parametrize("trouble", ["broken start barrier", "ticket.json is not JSON", "ticket.json has no count"])
 def test_a_failing_buyer_records_why_and_exits_1_without_a_traceback(tmp_path, capfd, trouble):
     ctx = mp.get_context("fork")
     store = FileStore.at(tmp_path / "ticket.json")
@@ -251,10 +260,13 @@ def test_a_failing_buyer_records_why_and_exits_1_without_a_traceback(tmp_path, c
         barrier = ctx.Barrier(2)
         barrier.abort()
         reason = "BrokenBarrierError"
-    else:
+    elif trouble == "ticket.json is not JSON":
         store.path.write_text("{not json")
         reason = "JSONDecodeError"
-    args = (str(store.path), "s-fail", 5, "Alice", "unsafe", 0.0, barrier, ctx.Lock())
+    else:
+        store.path.write_text('{"tickets": 5}')
+        reason = "ValueError"
+    args = (str(store.path), "s-fail", SaleSpec(mode="unsafe", stock=5, window=0.0), "Alice", barrier, ctx.Lock())
     proc = ctx.Process(target=local.file_buyer, args=args)
     proc.start()
     proc.join(60)

@@ -12,9 +12,11 @@ import time
 
 import psutil
 import pytest
+import redis
 from typer.testing import CliRunner
 
 from cli.main import app
+from workers.redis_server import Conn
 from workers.settings import Settings
 from workers.tickets import network, store_redis
 from workers.tickets.records import SaleSpec
@@ -33,7 +35,8 @@ def two_nodes(nodes):
 def sale(redis_url, tmp_path, mode, *, stock, buyers, per_job=1, window=0.02, **kw):
     settings = Settings(redis_url=redis_url, state_dir=tmp_path / "state")
     spec = SaleSpec(mode=mode, stock=stock, buyers=buyers, per_job=per_job, window=window, **kw)
-    result = network.submit(settings, spec, wait=True, timeout=90)
+    with redis.Redis.from_url(redis_url) as client:
+        result = network.submit(settings, Conn(client, redis_url, "test Redis"), spec, wait=True, timeout=90)
     assert result["job_states"]["by_status"] == {"finished": result["jobs"]}, result["job_states"]
     return result
 

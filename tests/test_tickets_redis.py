@@ -3,6 +3,7 @@ a redis-lock holder SIGKILLed mid-purchase, separate sales, reset and delete."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from tasks import tickets
 from workers.errors import NotFound
+from workers.redis_server import Conn
 from workers.settings import Settings
 from workers.tickets import local, manage, network, records, redis_buyer, store_redis
 from workers.tickets.records import SaleSpec
@@ -29,28 +31,40 @@ def settings(redis_url, tmp_path):
     return Settings(redis_url=redis_url, state_dir=tmp_path / "state")
 
 
+@pytest.fixture
+def conn(redis_url, real_redis):
+    """The Redis the CLI would have resolved, handed to the engines."""
+    return Conn(real_redis, redis_url, "test Redis")
+
+
+@pytest.fixture
+def open_redis(conn):
+    """What `manage` calls for a sale that is not a file sale: here the test's Redis, left open."""
+    return lambda: contextlib.nullcontext(conn)
+
+
 def seats(result):
     return sorted(row["seat"] for row in result["outcomes"] if "seat" in row)
 
 
-def test_naive_get_set_oversells_with_buyers_released_together(settings):
-    result = local.run(settings, SaleSpec(stock=5, buyers=12, mode="naive", window=0.05))
+def test_naive_get_set_oversells_with_buyers_released_together(settings, conn):
+    result = local.run(settings, SaleSpec(stock=5, buyers=12, mode="naive", window=0.05), conn=conn)
     s = result["summary"]
     assert s["sold"] == 12 and s["oversold"] == 7  # everyone read 5 > 0
     assert s["seats_sold_twice"] >= 1
     assert s["lost_updates"] > 0
 
 
-def test_host_lock_on_one_host_is_correct(settings):
-    result = local.run(settings, SaleSpec(stock=5, buyers=12, mode="host-lock", window=0.01))
+def test_host_lock_on_one_host_is_correct(settings, conn):
+    result = local.run(settings, SaleSpec(stock=5, buyers=12, mode="host-lock", window=0.01), conn=conn)
     s = result["summary"]
     assert s["sold"] == 5 and s["oversold"] == 0 and s["seats_sold_twice"] == 0
     assert seats(result) == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize("mode", ["redis-lock", "atomic", "watch"])
-def test_safe_modes_sell_exactly_the_stock_when_buyers_outnumber_it_tenfold(settings, real_redis, mode):
-    result = local.run(settings, SaleSpec(stock=4, buyers=40, mode=mode, window=0.005))
+def test_safe_modes_sell_exactly_the_stock_when_buyers_outnumber_it_tenfold(settings, conn, real_redis, mode):
+    result = local.run(settings, SaleSpec(stock=4, buyers=40, mode=mode, window=0.005), conn=conn)
     s = result["summary"]
     assert s["sold"] == 4 and s["oversold"] == 0 and s["seats_sold_twice"] == 0
     assert seats(result) == [1, 2, 3, 4]
@@ -61,8 +75,8 @@ def test_safe_modes_sell_exactly_the_stock_when_buyers_outnumber_it_tenfold(sett
     assert real_redis.exists(store_redis.SaleKeys(result["sale_id"]).key("holder")) == 0  # no stale holder
 
 
-def test_stock_zero_sells_nothing(settings):
-    result = local.run(settings, SaleSpec(stock=0, buyers=3, mode="atomic", window=0.0))
+def test_stock_zero_sells_nothing(settings, conn):
+    result = local.run(settings, SaleSpec(stock=0, buyers=3, mode="atomic", window=0.0), conn=conn)
     assert result["summary"]["sold"] == 0 and result["summary"]["failed_buyers"] == 3
 
 
@@ -116,24 +130,24 @@ def test_redis_lock_holder_killed_mid_purchase_lock_expires_and_the_sale_goes_on
     assert result["crashed_buyers"] == []
 
 
-def test_sales_have_their_own_namespace_reset_and_delete(settings, real_redis):
-    first = local.run(settings, SaleSpec(stock=3, buyers=5, mode="atomic", window=0.0))
-    second = local.run(settings, SaleSpec(stock=2, buyers=5, mode="atomic", window=0.0))
+def test_sales_have_their_own_namespace_reset_and_delete(settings, conn, open_redis, real_redis):
+    first = local.run(settings, SaleSpec(stock=3, buyers=5, mode="atomic", window=0.0), conn=conn)
+    second = local.run(settings, SaleSpec(stock=2, buyers=5, mode="atomic", window=0.0), conn=conn)
     assert first["sale_id"] != second["sale_id"]
-    assert manage.report(settings, first["sale_id"])["summary"]["sold"] == 3
-    assert manage.report(settings, second["sale_id"])["summary"]["sold"] == 2
+    assert manage.report(settings, first["sale_id"], open_redis)["summary"]["sold"] == 3
+    assert manage.report(settings, second["sale_id"], open_redis)["summary"]["sold"] == 2
     assert {first["sale_id"], second["sale_id"]} <= set(store_redis.list_sales(real_redis))
 
-    manage.reset(settings, first["sale_id"])
-    reset = manage.report(settings, first["sale_id"])["summary"]
+    manage.reset(settings, first["sale_id"], open_redis)
+    reset = manage.report(settings, first["sale_id"], open_redis)["summary"]
     assert reset["sold"] == 0 and reset["final_counter"] == 3
-    assert manage.report(settings, second["sale_id"])["summary"]["sold"] == 2  # untouched
+    assert manage.report(settings, second["sale_id"], open_redis)["summary"]["sold"] == 2  # untouched
 
-    manage.delete(settings, first["sale_id"])
+    manage.delete(settings, first["sale_id"], open_redis)
     with pytest.raises(NotFound):
-        manage.report(settings, first["sale_id"])
+        manage.report(settings, first["sale_id"], open_redis)
     assert real_redis.keys(f"{store_redis.PREFIX}{first['sale_id']}:*") == []
-    assert manage.report(settings, second["sale_id"])["summary"]["sold"] == 2
+    assert manage.report(settings, second["sale_id"], open_redis)["summary"]["sold"] == 2
 
 
 def test_cli_report_unknown_sale_in_redis_is_one_line_exit_1(redis_url, tmp_path):
@@ -152,7 +166,11 @@ def test_submit_without_nodes_enqueues_and_report_shows_nothing_sold_yet(redis_u
     data = json.loads(result.stdout)
     assert data["jobs"] == 3 and data["nodes_at_submit"] == {}
     assert network.job_states(real_redis, data["sale_id"])["by_status"] == {"queued": 3}
-    report = manage.report(Settings(redis_url=redis_url, state_dir=tmp_path), data["sale_id"])
+    shown = runner.invoke(
+        app, ["--redis-url", redis_url, "--state-dir", str(tmp_path), "tickets", "report", data["sale_id"], "--json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.stdout)
     assert report["summary"]["sold"] == 0 and report["summary"]["missing_buyers"] == 10
 
 

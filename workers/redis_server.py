@@ -297,6 +297,16 @@ SHARED_NEEDED = (
 )
 
 
+@dataclass
+class Conn:
+    """The Redis a command talks to, resolved once (by the CLI) and handed down: its client, URL and a
+    description for humans. Engines use the client; the URL is for processes, which build their own."""
+
+    client: redis.Redis
+    url: str
+    where: str
+
+
 @contextlib.contextmanager
 def redis_for(url: str | None, state_dir: Path, *, shared_for: str | None = None) -> Iterator[tuple[str, str]]:
     """Yield (url, description): the given URL, the `redis up` server, or an embedded one for this block.

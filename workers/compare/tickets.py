@@ -6,6 +6,7 @@ sales are removed with the rest of it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
 
@@ -52,12 +53,11 @@ def measure(
         step(f"ticket sale: {mode}")
         spec = SaleSpec(mode, stock, buyers, DEFAULT_NETWORK_WINDOW, queue=queue)
         sale_id = register(new_sale_id())
-        rows.append(_row(mode, "local processes", local.run_redis_sale(ctx, url, sale_id, spec)))
+        rows.append(_row(mode, "local processes", local.run_redis_sale(ctx, url, client, sale_id, spec)))
         store_redis.delete_sale(client, sale_id)
         for k in (1, per_job) if rq_batched else (1,):
             sale_id = register(new_sale_id())
-            network.enqueue_sale(client, sale_id, SaleSpec(mode, stock, buyers, DEFAULT_NETWORK_WINDOW, per_job=k,
-                                                           queue=queue))  # fmt: skip
+            network.enqueue_sale(client, sale_id, dataclasses.replace(spec, per_job=k))
             rows.append(_row(mode, f"RQ, {k} buyer(s)/job", network.follow(client, sale_id, timeout=120)))
     wrong = [r for r in rows if r.mode in SAFE_SALE_MODES and not r.correct]
     if wrong:

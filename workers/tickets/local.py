@@ -36,11 +36,11 @@ from tasks import tickets
 from tasks.tickets import Outcome
 from workers import nodectx
 from workers.errors import ConfigError, ExperimentFailed
-from workers.redis_server import connect, redis_for
+from workers.redis_server import Conn
 from workers.settings import Settings, machine_facts
 from workers.tickets import network, redis_buyer, store_redis
 from workers.tickets.manage import sale_dir
-from workers.tickets.records import LOCAL_MAX_BUYERS, SaleReport, SaleSpec, new_sale_id
+from workers.tickets.records import LOCAL_MAX_BUYERS, SaleMeta, SaleReport, SaleSpec, new_sale_id
 from workers.tickets.store_file import FileStore
 
 BARRIER_TIMEOUT = 60.0
@@ -56,20 +56,28 @@ FDS_RESERVED = 64
 """Descriptors left for everything else the parent has open (Redis clients, files, the terminal)."""
 
 
-def run(settings: Settings, spec: SaleSpec, *, path: Path | None = None) -> SaleReport:
-    """A sale whose buyers are processes on this host: file store (unsafe/lock) or Redis store."""
+def check(spec: SaleSpec) -> SaleSpec:
+    """`spec` if a local sale can run with it on this host, else ConfigError: before any Redis is sought."""
     spec.check(tickets.FILE_MODES + tickets.REDIS_MODES, max_buyers=LOCAL_MAX_BUYERS)
     check_open_files(spec.buyers)
+    return spec
+
+
+def run(settings: Settings, spec: SaleSpec, *, path: Path | None = None, conn: Conn | None = None) -> SaleReport:
+    """A sale whose buyers are processes on this host: file store (unsafe/lock, in `path` or the state dir)
+    or Redis store (the other modes, in `conn`: the caller's Redis, whose URL the buyer processes connect to)."""
+    check(spec)
     sale_id = new_sale_id()
     ctx = settings.mp_context()
     if spec.mode in tickets.FILE_MODES:
         store = _new_file_sale(settings, sale_id, path, spec)
         result = run_file_sale(ctx, sale_id, store, spec)
         result["redis"] = None
+    elif conn is None:
+        raise ConfigError(f"a {spec.mode} sale needs a Redis to run in")
     else:
-        with redis_for(settings.redis_url, settings.state_dir) as (url, description):
-            result = run_redis_sale(ctx, url, sale_id, spec)
-            result["redis"] = description
+        result = run_redis_sale(ctx, conn.url, conn.client, sale_id, spec)
+        result["redis"] = conn.where
     result["machine"] = machine_facts(settings.start_method)
     return result
 
@@ -114,7 +122,7 @@ def _new_file_sale(settings: Settings, sale_id: str, path: Path | None, spec: Sa
             raise ConfigError(f"cannot use {path} as the ticket file: {store.path.parent} is not a directory")
         if store.path.exists() or store.ledger.exists():
             raise ConfigError(f"{store.path} (or its ledger) already exists; not overwriting it: pick a new --file")
-    meta = {"stock": spec.stock, "buyers": spec.buyers, "mode": spec.mode, "window": spec.window}
+    meta: SaleMeta = {"stock": spec.stock, "buyers": spec.buyers, "mode": spec.mode, "window": spec.window}
     try:
         home.mkdir(parents=True, exist_ok=True)
         store.create(spec.stock)
@@ -139,9 +147,7 @@ def run_file_sale(ctx: BaseContext, sale_id: str, store: FileStore, spec: SaleSp
     lock = ctx.Lock()
     procs = [
         ctx.Process(  # type: ignore[attr-defined]
-            target=file_buyer,
-            args=(str(store.path), sale_id, spec.stock, name, spec.mode, spec.window, barrier, lock),
-            name=f"buyer-{name}",
+            target=file_buyer, args=(str(store.path), sale_id, spec, name, barrier, lock), name=f"buyer-{name}"
         )
         for name in names
     ]
@@ -169,9 +175,7 @@ def run_file_sale(ctx: BaseContext, sale_id: str, store: FileStore, spec: SaleSp
     }
 
 
-def file_buyer(
-    path: str, sale_id: str, stock: int, name: str, mode: str, window: float, barrier: Barrier, lock: Lock
-) -> None:
+def file_buyer(path: str, sale_id: str, spec: SaleSpec, name: str, barrier: Barrier, lock: Lock) -> None:
     """One buyer process: wait at the barrier, then the chapter's buy_ticket_unsafe / buy_ticket_safe.
 
     Ctrl-C is the parent's to handle (it reaps every buyer), so a buyer ignores SIGINT. A buyer whose
@@ -180,16 +184,18 @@ def file_buyer(
     """
     nodectx.child_signals()
     store = FileStore.at(Path(path))
-    row = tickets.ledger_row(sale_id, name, mode, node="local", host=socket.gethostname(), pid=os.getpid(), now=0.0)
+    row = tickets.ledger_row(
+        sale_id, name, spec.mode, node="local", host=socket.gethostname(), pid=os.getpid(), now=0.0
+    )
     progress: dict[str, bool] = {}
     try:
         barrier.wait(BARRIER_TIMEOUT)
-        saw = int(store.read()["count"])  # the chapter's "query remaining tickets", outside any lock
-        if mode == "unsafe":
-            _read_modify_write(store, stock, row, window, saw, progress)
+        saw = store.read()["count"]  # the chapter's "query remaining tickets", outside any lock
+        if spec.mode == "unsafe":
+            _read_modify_write(store, spec, row, saw, progress)
         else:
             with lock:
-                _read_modify_write(store, stock, row, window, saw, progress)
+                _read_modify_write(store, spec, row, saw, progress)
     except Exception as exc:
         if not progress.get("recorded"):
             failed: Outcome = {**row, "time": time.time(), "reason": type(exc).__name__, "error": str(exc)[:200]}
@@ -200,37 +206,33 @@ def file_buyer(
         exit_quietly(1)
 
 
-def _read_modify_write(
-    store: FileStore, stock: int, row: Outcome, window: float, saw: int, progress: dict[str, bool]
-) -> None:
+def _read_modify_write(store: FileStore, spec: SaleSpec, row: Outcome, saw: int, progress: dict[str, bool]) -> None:
     data = store.read()  # in lock mode: re-read inside the lock, the value may have changed since `saw`
     new = tickets.decide(data)
     if new is None:
         store.append({**row, "time": time.time(), "saw": saw, "reason": "sold out"})
         progress["recorded"] = True
         return
-    time.sleep(window)  # the race window: every other unsafe buyer reads the same count meanwhile
+    time.sleep(spec.window)  # the race window: every other unsafe buyer reads the same count meanwhile
     store.write(new)
     progress["wrote"] = True
-    seat = tickets.seat_for(stock, int(data["count"]))
-    store.append({**row, "time": time.time(), "saw": saw, "read": int(data["count"]), "seat": seat})
+    seat = tickets.seat_for(spec.stock, data["count"])
+    store.append({**row, "time": time.time(), "saw": saw, "read": data["count"], "seat": seat})
     progress["recorded"] = True
 
 
 # -- the Redis store -----------------------------------------------------------------------------------
 
 
-def run_redis_sale(ctx: BaseContext, url: str, sale_id: str, spec: SaleSpec) -> SaleReport:
-    """Redis store, buyer processes on this host released together by a multiprocessing.Barrier.
+def run_redis_sale(ctx: BaseContext, url: str, r: redis.Redis, sale_id: str, spec: SaleSpec) -> SaleReport:
+    """Redis store (`r`, at `url` for the buyers), buyer processes on this host released together by a
+    multiprocessing.Barrier.
 
     Here `host-lock` is one Lock shared by all buyers, i.e. the single-node case: it sells exactly right.
     """
-    with connect(url) as r:
-        params = store_redis.SaleParams(
-            sale_id, spec.stock, spec.mode, spec.window, spec.buyers, spec.lock_timeout, BARRIER_TIMEOUT
-        )
-        store_redis.create_sale(r, params, buyers=spec.buyers, extra={"store": "redis", "where": "local"})
-        return run_redis_buyers(ctx, url, r, sale_id, tickets.buyer_names(spec.buyers))
+    params = store_redis.params_for(sale_id, spec, party=spec.buyers, barrier_timeout=BARRIER_TIMEOUT)
+    store_redis.create_sale(r, params, buyers=spec.buyers, extra={"store": "redis", "where": "local"})
+    return run_redis_buyers(ctx, url, r, sale_id, tickets.buyer_names(spec.buyers))
 
 
 def run_redis_buyers(ctx: BaseContext, url: str, r: redis.Redis, sale_id: str, names: list[str]) -> SaleReport:

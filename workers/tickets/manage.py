@@ -1,4 +1,8 @@
-"""Re-read, reset or delete a sale, whichever store it lives in (the file sales of this state dir, or Redis)."""
+"""Re-read, reset or delete a sale, whichever store it lives in (the file sales of this state dir, or Redis).
+
+A file sale needs no Redis: the caller hands in `open_redis`, which is called only for a sale that is
+not a file sale of this state dir, and opens the Redis the caller resolved for it.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,21 @@ import contextlib
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import cast
 
-import redis
-
 from tasks import tickets
 from workers.errors import ConfigError, NotFound
-from workers.redis_server import connect, read_state, redis_for
+from workers.redis_server import Conn
 from workers.settings import Settings, machine_facts
 from workers.tickets import network, store_redis
 from workers.tickets.records import SaleChange, SaleMeta, SaleReport
 from workers.tickets.store_file import FileStore
+
+OpenRedis = Callable[[], AbstractContextManager[Conn]]
+"""Opens the Redis to look in for a sale that is not a file sale of this state dir (closed on exit)."""
 
 _SALE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -61,14 +67,11 @@ def _check_ours(sale_id: str, store: FileStore, *, ticket: bool) -> None:
     """
     if ticket and (store.path.exists() or store.path.is_symlink()):
         try:
-            data = store.read()
-            ok = isinstance(data, dict) and isinstance(data.get("count"), int)
+            store.read()
         except (OSError, ValueError):
-            ok = False
-        if not ok:
             raise ConfigError(
                 f'ticket sale {sale_id!r}: {store.path} no longer holds a {{"count": ...}} ticket file; not touching it'
-            )
+            ) from None
     if store.ledger.exists() or store.ledger.is_symlink():
         try:
             with open(store.ledger, encoding="utf-8") as fh:
@@ -84,10 +87,13 @@ def _is_row_of(line: str, sale_id: str) -> bool:
     return isinstance(row, dict) and row.get("sale") == sale_id
 
 
-def report(settings: Settings, sale_id: str) -> SaleReport:
+def report(settings: Settings, sale_id: str, open_redis: OpenRedis) -> SaleReport:
     """Re-read a sale's ledger and count its outcome."""
     found = _file_sale(settings, sale_id)
-    if found is not None:
+    if found is None:
+        with open_redis() as conn:
+            result = network.report(conn.client, sale_id)
+    else:
         meta, store = found
         if not store.ledger.exists():
             raise NotFound(f"ticket sale {sale_id!r}: its ledger {store.ledger} is gone")
@@ -96,7 +102,7 @@ def report(settings: Settings, sale_id: str) -> SaleReport:
         summary = tickets.summarize(
             sales, failures, stock=int(meta["stock"]), buyers=int(meta["buyers"]), final_counter=store.count()
         )
-        result: SaleReport = {
+        result = {
             "sale_id": sale_id,
             "store": "file",
             "mode": meta["mode"],
@@ -104,61 +110,50 @@ def report(settings: Settings, sale_id: str) -> SaleReport:
             "summary": summary,
             "outcomes": sales + failures,
         }
-    else:
-        with _redis(settings, sale_id) as r:
-            result = network.report(r, sale_id)
     result["machine"] = machine_facts(settings.start_method)
     return result
 
 
-def reset(settings: Settings, sale_id: str) -> SaleChange:
+def reset(settings: Settings, sale_id: str, open_redis: OpenRedis) -> SaleChange:
     """Put the stock back and empty the ledger; the sale id and parameters stay."""
-    found = _file_sale(settings, sale_id)
-    if found is not None:
-        meta, store = found
-        _check_ours(sale_id, store, ticket=True)
-        try:
-            store.create(int(meta["stock"]))
-        except OSError as exc:
-            raise ConfigError(f"ticket sale {sale_id!r}: cannot reset {store.path}: {exc.strerror or exc}") from None
-        return {"sale_id": sale_id, "store": "file", "reset": True, "stock": meta["stock"]}
-    with _redis(settings, sale_id) as r:
-        stored = store_redis.reset_sale(r, sale_id)
+    found = _owned_file_sale(settings, sale_id)
+    if found is None:
+        with open_redis() as conn:
+            stored = store_redis.reset_sale(conn.client, sale_id)
         return {"sale_id": sale_id, "store": "redis", "reset": True, "stock": stored["stock"]}
+    meta, store = found
+    with _refused_by_os(sale_id, "reset", store.path):
+        store.create(int(meta["stock"]))
+    return {"sale_id": sale_id, "store": "file", "reset": True, "stock": meta["stock"]}
 
 
-def delete(settings: Settings, sale_id: str) -> SaleChange:
+def delete(settings: Settings, sale_id: str, open_redis: OpenRedis) -> SaleChange:
     """Remove the sale: its files, or its Redis keys."""
+    found = _owned_file_sale(settings, sale_id)
+    if found is None:
+        with open_redis() as conn:
+            store_redis.delete_sale(conn.client, sale_id)
+        return {"sale_id": sale_id, "store": "redis", "deleted": True}
+    _meta, store = found
+    with _refused_by_os(sale_id, "delete", store.path):
+        store.path.unlink(missing_ok=True)
+        store.ledger.unlink(missing_ok=True)
+    shutil.rmtree(sale_dir(settings, sale_id), ignore_errors=True)
+    return {"sale_id": sale_id, "store": "file", "deleted": True}
+
+
+def _owned_file_sale(settings: Settings, sale_id: str) -> tuple[SaleMeta, FileStore] | None:
+    """The file sale about to be changed, once its files are checked to still be its own."""
     found = _file_sale(settings, sale_id)
     if found is not None:
-        _meta, store = found
-        _check_ours(sale_id, store, ticket=True)
-        try:
-            store.path.unlink(missing_ok=True)
-            store.ledger.unlink(missing_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"ticket sale {sale_id!r}: cannot delete {store.path}: {exc.strerror or exc}") from None
-        shutil.rmtree(sale_dir(settings, sale_id), ignore_errors=True)
-        return {"sale_id": sale_id, "store": "file", "deleted": True}
-    with _redis(settings, sale_id) as r:
-        store_redis.delete_sale(r, sale_id)
-        return {"sale_id": sale_id, "store": "redis", "deleted": True}
+        _check_ours(sale_id, found[1], ticket=True)
+    return found
 
 
 @contextlib.contextmanager
-def _redis(settings: Settings, sale_id: str) -> Iterator[redis.Redis]:
-    if not settings.redis_url and store_redis_unreachable(settings):
-        raise NotFound(
-            f"no ticket sale {sale_id!r} on this host, and no Redis (--redis-url / `mplab redis up`) to look in"
-        )
-    with redis_for(settings.redis_url, settings.state_dir) as (url, _description):
-        client = connect(url)
-        try:
-            yield client
-        finally:
-            client.close()
-
-
-def store_redis_unreachable(settings: Settings) -> bool:
-    """True when only a fresh embedded Redis could be used: it cannot hold any earlier sale."""
-    return read_state(settings.state_dir) is None
+def _refused_by_os(sale_id: str, doing: str, path: Path) -> Iterator[None]:
+    """An OSError in the block becomes one ConfigError line naming the sale and the file."""
+    try:
+        yield
+    except OSError as exc:
+        raise ConfigError(f"ticket sale {sale_id!r}: cannot {doing} {path}: {exc.strerror or exc}") from None

@@ -13,7 +13,7 @@ from tasks import tickets
 from workers import client, defaults
 from workers.errors import JobTimeout
 from workers.heartbeat import read_nodes
-from workers.redis_server import connect, redis_for
+from workers.redis_server import Conn
 from workers.settings import Settings, machine_facts
 from workers.tickets import store_redis
 from workers.tickets.node_job import BUY
@@ -52,8 +52,17 @@ def auto_party(buyers: int, nodes: dict[str, int]) -> int:
     return max(1, min(buyers, slots))
 
 
+def check(settings: Settings, spec: SaleSpec, timeout: float) -> SaleSpec:
+    """`spec` if a networked sale can run with it (and `timeout`), else ConfigError: before any Redis is sought."""
+    spec.check(tickets.REDIS_MODES, max_buyers=NETWORK_MAX_BUYERS)
+    check_wait_timeout(timeout)
+    settings.check_queue(spec.queue)
+    return spec
+
+
 def submit(
     settings: Settings,
+    conn: Conn,
     spec: SaleSpec,
     *,
     wait: bool = False,
@@ -62,19 +71,14 @@ def submit(
 ) -> SaleReport:
     """Create a Redis sale and enqueue its buyers; with `wait`, follow it to the end and report it.
 
-    The worker nodes must reach the sale's Redis, so a private embedded one (gone with this command,
-    unreachable for any node) is refused, with `--wait` too: it would only wait for nothing.
+    The worker nodes must reach `conn`: the caller resolves a Redis that outlives it (never a private
+    embedded one, which no node could reach and which would vanish with the command).
     """
-    spec.check(tickets.REDIS_MODES, max_buyers=NETWORK_MAX_BUYERS)
-    check_wait_timeout(timeout)
-    settings.check_queue(spec.queue)
-    shared_for = "`tickets submit --wait`" if wait else "`tickets submit` (its buyer jobs wait there for the nodes)"
-    with redis_for(settings.redis_url, settings.state_dir, shared_for=shared_for) as (url, description):
-        with connect(url) as r:
-            result = enqueue_sale(r, new_sale_id(), spec)
-            result["redis"] = description
-            if wait:
-                result.update(follow(r, result["sale_id"], timeout=timeout, on_progress=on_progress))
+    check(settings, spec, timeout)
+    result = enqueue_sale(conn.client, new_sale_id(), spec)
+    result["redis"] = conn.where
+    if wait:
+        result.update(follow(conn.client, result["sale_id"], timeout=timeout, on_progress=on_progress))
     result["machine"] = machine_facts(settings.start_method)
     return result
 
@@ -85,9 +89,7 @@ def enqueue_sale(r: redis.Redis, sale_id: str, spec: SaleSpec) -> SaleReport:
     buyers, per_job = spec.buyers, spec.per_job
     # more than `buyers` would wait for buyers never coming
     party = min(spec.party, buyers) if spec.party else auto_party(buyers, nodes)
-    params = store_redis.SaleParams(
-        sale_id, spec.stock, spec.mode, spec.window, party, spec.lock_timeout, BARRIER_TIMEOUT
-    )
+    params = store_redis.params_for(sale_id, spec, party=party, barrier_timeout=BARRIER_TIMEOUT)
     names = tickets.buyer_names(buyers)
     chunks = [names[i : i + per_job] for i in range(0, buyers, per_job)]
     extra: SaleMeta = {"store": "redis", "where": "nodes", "per_job": per_job, "queue": spec.queue, "jobs": len(chunks)}

@@ -12,9 +12,8 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from tasks.tickets import Outcome
+from tasks.tickets import Outcome, Ticket
 
 
 @dataclass(frozen=True)
@@ -36,12 +35,16 @@ class FileStore:
         self.write({"count": stock})
         self.ledger.write_text("")
 
-    def read(self) -> dict[str, Any]:
+    def read(self) -> Ticket:
+        """ticket.json; ValueError unless it holds `{"count": <int>}` (another program may have replaced it)."""
         with open(self.path) as fh:
-            data: dict[str, Any] = json.load(fh)
-        return data
+            data = json.load(fh)
+        count = data.get("count") if isinstance(data, dict) else None
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise ValueError(f'{self.path} holds no {{"count": <int>}} ticket file')
+        return {**data, "count": count}
 
-    def write(self, data: dict[str, Any]) -> None:
+    def write(self, data: Ticket) -> None:
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self.path)
@@ -65,7 +68,8 @@ class FileStore:
         return sales, failures
 
     def count(self) -> int | None:
+        """Tickets left, or None when ticket.json is gone or not a ticket file."""
         try:
-            return int(self.read()["count"])
-        except (OSError, ValueError, KeyError):
+            return self.read()["count"]
+        except (OSError, ValueError):
             return None

@@ -21,13 +21,13 @@ import socket
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Unpack, cast
 
 import redis
 
 from tasks.tickets import Outcome
 from workers.errors import NotFound
-from workers.tickets.records import SaleMeta
+from workers.tickets.records import SaleMeta, SaleSpec
 
 PREFIX = "mplab:sale:"
 """Key prefix of a sale's keys."""
@@ -96,6 +96,11 @@ class SaleParams:
     barrier_timeout: float
 
 
+def params_for(sale_id: str, spec: SaleSpec, *, party: int, barrier_timeout: float) -> SaleParams:
+    """The buyers' view of a sale about to be created from `spec`."""
+    return SaleParams(sale_id, spec.stock, spec.mode, spec.window, party, spec.lock_timeout, barrier_timeout)
+
+
 def create_sale(r: redis.Redis, params: SaleParams, *, buyers: int, extra: SaleMeta) -> None:
     """Create the sale's keys: counter = stock, empty ledger, meta."""
     k = SaleKeys(params.sale_id)
@@ -126,7 +131,7 @@ def load_meta(r: redis.Redis, sale_id: str) -> SaleMeta:
     return cast(SaleMeta, {key.decode(): json.loads(value) for key, value in raw.items()})
 
 
-def set_meta(r: redis.Redis, sale_id: str, **fields: Any) -> None:
+def set_meta(r: redis.Redis, sale_id: str, **fields: Unpack[SaleMeta]) -> None:
     r.hset(SaleKeys(sale_id).meta, mapping={key: json.dumps(value) for key, value in fields.items()})
 
 
