@@ -20,7 +20,7 @@ __all__ = ["all_experiments", "get", "run", "run_many", "MODULES"]
 
 MODULES: tuple[str, ...] = (
     "identity", "schedulers", "special", "zombies", "reaping", "daemon", "creation", "startup",
-    "ipc", "pipes", "sync", "ipc_table", "tickets", "pool", "pool_usage", "subproc",
+    "queues", "pipes", "sync", "ipc_table", "tickets", "pool", "pool_usage", "subproc",
     "locked_pipe", "pool_maxtasks", "memory", "returncode", "contention",
 )  # fmt: skip
 """Modules under workers.lab that declare experiments (imported on first use)."""
