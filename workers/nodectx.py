@@ -68,6 +68,11 @@ def init(node_name: str, redis_url: str | None, host_lock: Any) -> None:
     _host_lock = host_lock
 
 
+def redis_url() -> str | None:
+    """This node's Redis URL, or None outside a node."""
+    return _url
+
+
 def connection() -> redis.Redis:
     """This node's Redis (rebuilt per process from the URL); outside a node, the current RQ job's."""
     global _client
