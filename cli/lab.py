@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -14,10 +14,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import workers.lab as lab
-from cli.base import console, err_console, new_app, print_json, settings_of
+from cli.base import console, err_console, new_app, open_redis, print_json, settings_of
 from cli.lab_render import LANGS, Words, default_lang, render, render_all, translate
 from workers.errors import ConfigError, LabError, NotFound
+from workers.lab.records import ExperimentResult, Params, Runner
 from workers.lab.verdicts import summarize
+from workers.redis_server import redis_for
+from workers.settings import Settings
 
 app = new_app(
     "The chapter's sections as runnable experiments: each shows the phenomenon on this machine "
@@ -146,16 +149,18 @@ def run_cmd(
         raise ConfigError(f"--via must be local or rq, got {via!r}")
     names = [e.name for e in lab.all_experiments()] if name == "all" else [_known(name)]
     with contextlib.ExitStack() as stack:
-        runner = None
         if via == "rq":
-            from workers.lab.remote import check_runs_in_node, remote_runner
+            from workers.lab.node_runner import check_runs_in_node, node_runner
 
             if name != "all":
                 check_runs_in_node(name)
             lab.check_params(names, params)  # usage errors before any Redis is touched
-            runner = stack.enter_context(remote_runner(settings))
+            conn = stack.enter_context(open_redis(ctx))
+            runner = node_runner(conn.client, conn.where, settings)
+        else:
+            runner = _local_runner(settings)
         if name != "all":
-            result = runner(name, params) if runner else lab.run(name, params, settings)
+            result = runner(name, params)
             print_json(translate(result, lang)) if json_out else render(result, lang)
             return
         started = time.perf_counter()
@@ -168,16 +173,41 @@ def run_cmd(
             def step(exp_name: str, i: int) -> None:
                 progress.update(task, description=exp_name, completed=i)
 
-            results = lab.run_many(names, params, settings, progress=step, runner=runner)
+            results = lab.run_many(names, params, runner, progress=step)
             progress.update(task, completed=len(names))
     total = time.perf_counter() - started
     if json_out:
-        results = [translate(r, lang) for r in results]
-        print_json({"total_s": round(total, 3), "summary": summarize(results), "results": results})
+        translated = [translate(r, lang) for r in results]
+        print_json({"total_s": round(total, 3), "summary": summarize(results), "results": translated})
     else:
         render_all(results, total, lang)
     if any("error" in r for r in results):
         raise typer.Exit(1)
+
+
+def _local_runner(settings: Settings) -> Runner:
+    """Runs an experiment in this process. One that measures over Redis gets it resolved here, for its run
+    only (an embedded server then lives no longer than that experiment: no extra process in the others)."""
+
+    def run(name: str, params: Params) -> ExperimentResult:
+        if not lab.wants_redis(name, params):
+            return lab.run(name, params, settings)
+        with _redis_or_why(settings) as (url, note):
+            return lab.run(name, params, settings.with_(redis_url=url), redis_note=note)
+
+    return run
+
+
+@contextlib.contextmanager
+def _redis_or_why(settings: Settings) -> Iterator[tuple[str | None, str]]:
+    """(url, where it is) of the Redis to use, or (None, why there is none): the experiment still runs."""
+    with contextlib.ExitStack() as stack:
+        try:
+            url, where = stack.enter_context(redis_for(settings.redis_url, settings.state_dir))
+        except LabError as exc:
+            yield None, str(exc)
+            return
+        yield url, where
 
 
 def _known(name: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
 
 from rich.markup import escape
 from rich.table import Table
@@ -11,7 +11,8 @@ from rich.table import Table
 from cli.base import console
 from workers.lab import zh
 from workers.lab.explain import EXPLAIN
-from workers.lab.verdicts import VERDICTS, Summary, summarize
+from workers.lab.records import Outcome
+from workers.lab.verdicts import VERDICTS, Claim, Summary, summarize
 
 VERDICT_STYLE = {
     "holds": "green", "wrong": "red", "outdated": "yellow", "too-close": "cyan", "not-measured": "dim",
@@ -49,42 +50,41 @@ class Words:
         return (zh.EXPLAIN.get(name) or EXPLAIN.get(name)) if self.zh else EXPLAIN.get(name)
 
 
-def translate(result: dict[str, Any], lang: str) -> dict[str, Any]:
+def translate(result: Outcome, lang: str) -> Mapping[str, object]:
     """For --json --lang zh: each claim also as claim_zh/verdict_zh, and the explanation as why_zh."""
     if lang != "zh":
         return result
     words = Words(lang)
-    out = dict(result)
+    out: dict[str, object] = dict(result)
     out["claims"] = [{**c, "claim_zh": words.claim(c["claim"]), "verdict_zh": words.verdict(c["verdict"])}
-                     for c in result.get("claims", [])]  # fmt: skip
-    if result.get("name") in zh.EXPLAIN:
+                     for c in result["claims"]]  # fmt: skip
+    if result["name"] in zh.EXPLAIN:
         out["why_zh"] = zh.EXPLAIN[result["name"]]
     return out
 
 
-def _facts_line(facts: dict[str, Any]) -> str:
+def _facts_line(facts: Mapping[str, object]) -> str:
     return (
         f"Python {facts['python']} · start method {facts['start_method']} · {facts['cores']} cores "
         f"({facts['usable_cores']} usable) · {facts['platform']}"
     )
 
 
-def render(result: dict[str, Any], lang: str = "en") -> None:
+def render(result: Outcome, lang: str = "en") -> None:
     """One experiment: header, narrative, measurements, claims, and why."""
     words = Words(lang)
     console.rule(f"[bold]{escape(result['name'])}[/bold]  §{escape(result['section'])}")
     if "error" in result:
         console.print(f"[red]error:[/red] {escape(result['error'])}", highlight=False, soft_wrap=True)
         return
-    if "facts" in result:
-        where = result.get("ran_on")
-        node = f" · node {where['node']} pid {where['pid']}" if where else ""
-        console.print(escape(_facts_line(result["facts"]) + node), style="dim", highlight=False)
+    where = result.get("ran_on")
+    node = f" · node {where['node']} pid {where['pid']}" if where else ""
+    console.print(escape(_facts_line(result["facts"]) + node), style="dim", highlight=False)
     console.print(f"[bold]{words.ui('What happened')}[/bold]")
-    for line in result.get("events", []):
+    for line in result["events"]:
         stamp, _, text = line.strip().partition(" ms  ")
         console.print(f"  [dim]{escape(stamp):>8} ms[/dim]  {escape(text)}", highlight=False, soft_wrap=True)
-    measurements = result.get("measurements", {})
+    measurements = result["measurements"]
     if measurements:
         console.print(f"[bold]{words.ui('Measured')}[/bold]")
         for key, value in measurements.items():
@@ -95,14 +95,14 @@ def render(result: dict[str, Any], lang: str = "en") -> None:
                 text = text if len(text) < 400 else text[:397] + "..."
                 console.print(f"  {escape(key)}: {escape(text)}", highlight=False)
     title = f"{words.ui('Claims')} ({result['elapsed_s']} s)"
-    console.print(claims_table(result.get("claims", []), title, lang))
+    console.print(claims_table(result["claims"], title, lang))
     why = words.why(result["name"])
     if why:
         console.print(f"[bold]{words.ui('Why')}[/bold]  {escape(why)}", highlight=False)
         console.print(f"{words.ui('Code')}: `mplab lab show {escape(result['name'])}`", style="dim", highlight=False)
 
 
-def _dict_table(title: str, rows: list[dict[str, Any]]) -> Table:
+def _dict_table(title: str, rows: list[dict[str, object]]) -> Table:
     table = Table(title=escape(title), title_justify="left")
     keys = list(dict.fromkeys(k for row in rows for k in row))
     for key in keys:
@@ -112,7 +112,7 @@ def _dict_table(title: str, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def claims_table(claims: list[dict[str, str]], title: str, lang: str = "en") -> Table:
+def claims_table(claims: list[Claim], title: str, lang: str = "en") -> Table:
     words = Words(lang)
     table = Table(title=title, title_justify="left", show_lines=False)
     table.add_column(words.ui("claim"), ratio=3, overflow="fold")
@@ -142,22 +142,22 @@ def summary_table(summary: Summary, lang: str = "en") -> Table:
     return table
 
 
-def render_all(results: list[dict[str, Any]], total: float, lang: str = "en") -> None:
+def render_all(results: list[Outcome], total: float, lang: str = "en") -> None:
     """`lab run all`: one line per experiment, the verdict counts, then every claim in one table."""
     words = Words(lang)
-    facts = next((r["facts"] for r in results if "facts" in r), None)
+    facts = next((r["facts"] for r in results if "error" not in r), None)
     if facts:
         console.print(escape(_facts_line(facts)), style="dim", highlight=False)
     per_exp = Table(title=words.ui("Experiments"), title_justify="left")
     for col in (words.ui("experiment"), "§", words.ui("seconds"), *map(words.verdict, VERDICTS)):
         per_exp.add_column(col)
-    claims: list[dict[str, str]] = []
+    claims: list[Claim] = []
     for r in results:
-        verdicts = [c["verdict"] for c in r.get("claims", [])]
+        verdicts = [c["verdict"] for c in r["claims"]]
         counts = [str(verdicts.count(v)) for v in VERDICTS]
-        seconds = f"[red]error: {escape(r['error'])}[/red]" if "error" in r else str(r.get("elapsed_s"))
+        seconds = f"[red]error: {escape(r['error'])}[/red]" if "error" in r else str(r["elapsed_s"])
         per_exp.add_row(r["name"], r["section"], seconds, *counts)
-        claims.extend(r.get("claims", []))
+        claims.extend(r["claims"])
     console.print(per_exp)
     summary = summarize(results)
     console.print(summary_table(summary, lang))

@@ -123,3 +123,40 @@ def test_markup_in_experiment_text_is_printed_verbatim() -> None:
     flat = " ".join(res.output.split())
     assert "run([python, '--version'], capture_output=True)" in flat
     assert "Popen([python, '-i']) fed 7 lines" in flat
+
+
+TINY_IPC = ["-p", "rtt_n=10", "-p", "small_n=10", "-p", "big_n=1", "-p", "repeats=1"]
+
+
+def _ipc_table(*global_opts: str, params: tuple[str, ...] = ()) -> dict:  # type: ignore[type-arg]
+    from cli.main import app as root
+
+    res = runner.invoke(root, [*global_opts, "lab", "run", "ipc-table", "--json", *TINY_IPC, *params])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)  # type: ignore[no-any-return]
+
+
+@pytest.mark.integration
+def test_the_cli_gives_ipc_table_an_embedded_redis_when_none_is_named() -> None:
+    r = _ipc_table()
+    assert any("network row: embedded redis-server" in e for e in r["events"]), r["events"]
+    net = r["measurements"]["network_check"]
+    assert net["local"] and net["echoed_intact"] == net["sent"] == 20
+    assert {row["kind"] for row in r["measurements"]["table"]} >= {"redis", "pipe", "lock"}
+
+
+def test_an_unreachable_redis_costs_ipc_table_its_network_row_only() -> None:
+    r = _ipc_table("--redis-url", "redis://127.0.0.1:1")
+    (why,) = [e for e in r["events"] if "no Redis for the network row" in e]
+    assert "cannot reach Redis at redis://127.0.0.1:1" in why  # the CLI's reason, passed down to the report
+    assert r["measurements"]["network_check"] is None
+    assert "redis" not in {row["kind"] for row in r["measurements"]["table"]}
+    network = [c for c in r["claims"] if "network socket" in c["claim"] or "across machines" in c["claim"]]
+    assert [c["verdict"] for c in network] == ["not-measured", "not-measured"]
+
+
+def test_no_redis_is_resolved_for_ipc_table_without_its_network_row() -> None:
+    # the URL is unreachable: had the CLI tried it, the report would say so
+    r = _ipc_table("--redis-url", "redis://127.0.0.1:1", params=("-p", "redis=false"))
+    assert not [e for e in r["events"] if "Redis" in e and "network" in e], r["events"]
+    assert r["measurements"]["network_check"] is None

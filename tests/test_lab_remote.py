@@ -22,8 +22,7 @@ from tests.conftest import Nodes
 from workers import client, defaults
 from workers.errors import JobFailed, NodeUnavailable
 from workers.heartbeat import node_key
-from workers.lab import remote
-from workers.lab.remote import remote_runner
+from workers.lab import node_runner
 from workers.settings import Settings
 
 runner = CliRunner()
@@ -35,7 +34,7 @@ def test_a_job_no_node_will_run_is_canceled_once_every_node_went_silent(fake_red
     with pytest.raises(
         NodeUnavailable, match=r"every worker node went silent while job .* \(lab experiment identity\)"
     ):
-        remote._submit_and_wait(fake_redis, "default", CALL, timeout=30, node_gone_s=0.2)
+        node_runner._submit_and_wait(fake_redis, "default", CALL, timeout=30, node_gone_s=0.2)
     (job_id,) = [k.decode().removeprefix("rq:job:") for k in fake_redis.keys("rq:job:*")]
     assert client.states(fake_redis, [job_id]) == {job_id: "canceled"}
     assert fake_redis.llen("rq:queue:default") == 0
@@ -48,7 +47,7 @@ def test_a_job_that_failed_on_the_node_gives_the_last_line_of_its_error(fake_red
     Result.create_failure(job, ttl=60, exc_string="Traceback (most recent call last):\nOSError: no fork here")
     fake_redis.hset(Job.key_for(job.id), "status", "failed")
     with pytest.raises(JobFailed, match=r"failed on the node: OSError: no fork here$"):
-        remote._wait(fake_redis, Job.fetch(job.id, connection=fake_redis, serializer=JSONSerializer), 30, 5)
+        node_runner._wait(fake_redis, Job.fetch(job.id, connection=fake_redis, serializer=JSONSerializer), 30, 5)
 
 
 def _via_rq(url: str, *args: str) -> dict:  # type: ignore[type-arg]
@@ -119,10 +118,10 @@ def test_node_killed_mid_run_keeps_earlier_results(nodes: Nodes, redis_url: str,
     thread = threading.Thread(target=killer)
     thread.start()
     try:
-        with remote_runner(settings, timeout=60, node_gone_s=1) as run:
-            started = time.monotonic()
-            results = lab.run_many(["identity", "states", "isolation"], {"spin_s": 8, "busy": 1}, settings, runner=run)
-            took = time.monotonic() - started
+        run = node_runner.node_runner(client, "the test's Redis", settings, timeout=60, node_gone_s=1)
+        started = time.monotonic()
+        results = lab.run_many(["identity", "states", "isolation"], {"spin_s": 8, "busy": 1}, run)
+        took = time.monotonic() - started
     finally:
         thread.join()
         node.wait(10)

@@ -81,3 +81,11 @@ def test_lock_entry_calls_the_ticket_engine(tmp_path: Path) -> None:
     assert sales["lock"]["seats_sold_twice"] == 0
     assert verdict(r, "without a lock, concurrent buyers oversell") == "holds"
     assert verdict(r, "sells exactly the stock") == "holds"
+
+
+def test_ipc_table_never_resolves_redis_itself(tmp_path: Path) -> None:
+    # no URL given to the engine: it measures without the network row (it used to start an embedded server)
+    r = run("ipc-table", tmp_path, rtt_n=10, small_n=10, big_n=1, repeats=1)
+    assert any("no Redis for the network row: no Redis URL given" in e for e in r["events"]), r["events"]
+    assert r["measurements"]["network_check"] is None
+    assert "redis" not in {row["kind"] for row in r["measurements"]["table"]}

@@ -72,6 +72,11 @@ def node_name() -> str:
     return _node
 
 
+def redis_url() -> str | None:
+    """This node's Redis URL, or None outside a node."""
+    return _url
+
+
 def connection() -> redis.Redis:
     """This node's Redis (rebuilt per process from the URL); outside a node, the current RQ job's."""
     global _client

@@ -2,25 +2,31 @@
 
 Experiments are declared in the modules listed in `MODULES` with `@experiment(...)` (see
 `workers.lab.base`) and run by name with `run(name, params, settings)`, which returns the JSON-able
-result the CLI renders and an RQ job (`workers.lab.jobs.run_experiment`) returns from a worker node.
+`ExperimentResult` (`workers.lab.records`) the CLI renders and an RQ job (`workers.lab.jobs.run_experiment`)
+returns from a worker node.
+
+Experiments never resolve Redis: one that measures over it (`Experiment.redis_param`, see `wants_redis`)
+uses `settings.redis_url` as given, which the caller resolved (the CLI: --redis-url, the `redis up` server
+or an embedded one for that experiment only).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # Import-light on purpose: a spawned child that imports `workers.lab.probe` (the no-op target the
 # start-method costs are measured with) must not pay for psutil and every experiment module.
 if TYPE_CHECKING:
     from workers.lab.base import Experiment
+    from workers.lab.records import ExperimentFailed, ExperimentResult, Outcome, Params, Runner
     from workers.settings import Settings
 
-__all__ = ["all_experiments", "get", "run", "run_many", "MODULES"]
+__all__ = ["all_experiments", "check_params", "get", "run", "run_many", "wants_redis", "MODULES"]
 
 MODULES: tuple[str, ...] = (
     "identity", "schedulers", "special", "zombies", "reaping", "daemon", "creation", "startup",
-    "ipc", "pipes", "sync", "ipc_table", "tickets", "pool", "pool_usage", "subproc",
+    "queues", "pipes", "sync", "ipc_table", "tickets", "pool", "pool_usage", "subproc",
     "locked_pipe", "pool_maxtasks", "memory", "returncode", "contention",
 )  # fmt: skip
 """Modules under workers.lab that declare experiments (imported on first use)."""
@@ -57,8 +63,12 @@ def get(name: str) -> Experiment:
         raise NotFound(f"no experiment {name!r}; experiments: {known}") from None
 
 
-def run(name: str, params: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """Run one experiment in this process and return its result dict."""
+def run(name: str, params: Params, settings: Settings, redis_note: str = "") -> ExperimentResult:
+    """Run one experiment in this process and return its result.
+
+    `redis_note` is what the caller said about `settings.redis_url` (where that Redis is, or why there is
+    none), for the report of an experiment that measures over Redis.
+    """
     from workers.lab.base import Lab, Report, stop_mp_helpers
     from workers.lab.children import experiment_children
 
@@ -67,13 +77,19 @@ def run(name: str, params: dict[str, Any], settings: Settings) -> dict[str, Any]
     report = Report(exp.name, exp.section, settings.start_method)
     try:
         with experiment_children():
-            exp.run(Lab(settings, parsed, report))
+            exp.run(Lab(settings, parsed, report, redis_note))
     finally:
         stop_mp_helpers()
     return report.result(parsed)
 
 
-def check_params(names: list[str], params: dict[str, Any]) -> None:
+def wants_redis(name: str, params: Params) -> bool:
+    """True when experiment `name`, with these params, measures over Redis (its caller resolves one)."""
+    exp = get(name)
+    return exp.redis_param is not None and bool(exp.parse_params(params)[exp.redis_param])
+
+
+def check_params(names: list[str], params: Params) -> None:
     """ConfigError unless every param is declared by at least one of the named experiments."""
     from workers.errors import ConfigError
 
@@ -87,11 +103,10 @@ def check_params(names: list[str], params: dict[str, Any]) -> None:
 
 def run_many(
     names: list[str],
-    params: dict[str, Any],
-    settings: Settings,
+    params: Params,
+    runner: Runner,
     progress: Callable[[str, int], None] | None = None,
-    runner: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Outcome]:
     """Run several experiments (a param applies to every experiment declaring it).
 
     Results gathered so far are never lost: a failing experiment becomes an entry with an "error" (a
@@ -99,17 +114,17 @@ def run_many(
     Ctrl-C the experiments not run yet become entries saying so.
     """
     check_params(names, params)
-    results: list[dict[str, Any]] = []
+    results: list[Outcome] = []
     for i, name in enumerate(names):
         if progress is not None:
             progress(name, i)
         exp = get(name)
         mine = {k: v for k, v in params.items() if k in exp.params}
         try:
-            results.append((runner or (lambda n, p: run(n, p, settings)))(name, mine))
+            results.append(runner(name, mine))
         except KeyboardInterrupt:
-            results.extend(_failed(get(n).name, get(n).section, "interrupted before it ran") for n in names[i:])
-            results[i]["error"] = "interrupted while running"
+            results.append(_failed(name, exp.section, "interrupted while running"))
+            results.extend(_failed(get(n).name, get(n).section, "interrupted before it ran") for n in names[i + 1 :])
             break
         except Exception as exc:  # noqa: BLE001 - one experiment's failure must not lose the others' results
             from workers.errors import LabError
@@ -119,5 +134,5 @@ def run_many(
     return results
 
 
-def _failed(name: str, section: str, error: str) -> dict[str, Any]:
+def _failed(name: str, section: str, error: str) -> ExperimentFailed:
     return {"name": name, "section": section, "error": error, "events": [], "claims": []}

@@ -2,7 +2,7 @@
 
 An experiment is a function `run(lab: Lab) -> None` that creates processes, watches what happens and
 records it in `lab.report`: narrative events (with pids, states, timings), measurements, and a verdict
-on each of the chapter's claims it tests. `Report.result()` is the JSON-able dict the CLI renders and
+on each of the chapter's claims it tests. `Report.result()` is the `ExperimentResult` the CLI renders and
 an RQ job returns.
 """
 
@@ -21,12 +21,11 @@ from typing import Any
 import psutil
 
 from workers.errors import ConfigError
+from workers.lab.records import ExperimentResult, Params, ParamValue
 from workers.lab.verdicts import VERDICTS, Claim, Scope, Verdict
 from workers.settings import Settings, machine_facts
 
 __all__ = ["VERDICTS", "Claim", "Verdict"]
-
-ParamValue = int | float | str | bool
 
 
 @dataclass
@@ -37,7 +36,7 @@ class Report:
     section: str
     start_method: str
     timeline: list[tuple[float, str]] = field(default_factory=list)
-    measurements: dict[str, Any] = field(default_factory=dict)
+    measurements: dict[str, object] = field(default_factory=dict)
     claims: list[Claim] = field(default_factory=list)
     t0: float = field(default_factory=time.perf_counter)
     wall0: float = field(default_factory=time.time)
@@ -85,7 +84,7 @@ class Report:
         """A verdict on a case the chapter's own code does not use (labelled, never against the chapter)."""
         self.claim(claim, verdict, evidence, section, scope="edge")
 
-    def result(self, params: dict[str, ParamValue]) -> dict[str, Any]:
+    def result(self, params: dict[str, ParamValue]) -> ExperimentResult:
         return {
             "name": self.name,
             "section": self.section,
@@ -105,6 +104,8 @@ class Lab:
     settings: Settings
     params: dict[str, ParamValue]
     report: Report
+    redis_note: str = ""
+    """What the caller said about `settings.redis_url`: where that Redis is, or why there is none."""
 
     @property
     def method(self) -> str:
@@ -149,8 +150,10 @@ class Experiment:
     runs_in_node: bool = True
     node_note: str = ""
     limits: dict[str, tuple[float, float]] = field(default_factory=dict)
+    redis_param: str | None = None
+    """The bool parameter that makes it measure over Redis (at `settings.redis_url`, resolved by the caller)."""
 
-    def parse_params(self, given: dict[str, str | ParamValue]) -> dict[str, ParamValue]:
+    def parse_params(self, given: Params) -> dict[str, ParamValue]:
         """Defaults overridden by `given`, each coerced to its default's type and range; ConfigError otherwise."""
         out = dict(self.params)
         for key, raw in given.items():
@@ -345,16 +348,20 @@ def experiment(
     runs_in_node: bool = True,
     node_note: str = "",
     limits: dict[str, tuple[float, float]] | None = None,
+    redis_param: str | None = None,
 ) -> Callable[[RunFn], RunFn]:
     """Register a run function as the experiment `name` for chapter section `section`.
 
     Every numeric parameter needs its (lo, hi) in `limits`: a parameter without a finite range could
-    ask for hours of work or more memory than the machine has.
+    ask for hours of work or more memory than the machine has. `redis_param` names the bool parameter
+    that, when true, makes the experiment measure over Redis (its caller then resolves one).
     """
 
     def register(fn: RunFn) -> RunFn:
         if name in REGISTRY:
             raise ValueError(f"experiment {name!r} registered twice")
+        if redis_param is not None and not isinstance((params or {}).get(redis_param), bool):
+            raise ValueError(f"experiment {name!r}: redis_param {redis_param!r} is not a bool parameter")
         for key, default in (params or {}).items():
             numeric = isinstance(default, int | float) and not isinstance(default, bool)
             if numeric and (key not in (limits or {}) or not all(map(math.isfinite, (limits or {})[key]))):
@@ -369,6 +376,7 @@ def experiment(
             runs_in_node,
             node_note,
             dict(limits or {}),
+            redis_param,
         )
         return fn
 

@@ -171,7 +171,7 @@ EXTRA_CODE: dict[str, tuple[str, ...]] = {
     "zombie": ("managed_processes", "_managed"),
     "daemon": ("_daemon_parent", "_daemon_body"),
     "queue": ("_producer", "_chapter_consumer"),
-    "pipe": ("_blaster",),
+    "pipe": ("pipe_writer",),
     "queue-vs-pipe": ("_unread_sends",),
     "pool-vs-process": ("chapter_task", "_processes", "_pool"),
     "start-methods": ("GUARD_SCRIPT",),

@@ -13,9 +13,9 @@ from urllib.parse import urlparse
 
 import psutil
 
-from workers.errors import LabError
 from workers.lab.base import Lab, experiment, median
 from workers.lab.ipc_bench import KINDS, echo_check, measure
+from workers.lab.records import IpcRow, NetworkCheck
 from workers.lab.verdicts import combined, interleaved, lead, rounds_won, speed_table, speed_verdict, spread
 
 CHAPTER: dict[str, str] = {
@@ -56,22 +56,19 @@ def _kind_of_fd(fd: int) -> str:
         "repeats": "rounds, every mechanism measured in turn (median and min-max reported)",
         "redis": "include the Redis-over-TCP row (embedded redis-server unless --redis-url)",
     },
+    redis_param="redis",
 )
 def ipc_table(lab: Lab) -> None:
     rep = lab.report
-    if lab.p("redis"):
-        from workers.redis_server import redis_for
+    url = lab.settings.redis_url if lab.p("redis") else None
+    if url:
+        from workers.redis_server import redact
 
-        try:
-            with redis_for(lab.settings.redis_url, lab.settings.state_dir) as (url, where):
-                rep.event(f"network row: {where}")
-                rows = _rows(lab, url)
-                net = _network_check(lab, url)
-        except LabError as exc:
-            rep.event(f"no Redis for the network row: {exc}")
-            rows, net = _rows(lab, None), None
-    else:
-        rows, net = _rows(lab, None), None
+        rep.event(f"network row: {lab.redis_note or f'Redis at {redact(url)}'}")
+    elif lab.p("redis"):
+        rep.event(f"no Redis for the network row: {lab.redis_note or 'no Redis URL given'}")
+    rows = _rows(lab, url)
+    net = _network_check(lab, url) if url else None
     rows.append(_lock_row(lab))
     rep.measure("table", [{k: v for k, v in r.items() if k != "samples_s"} for r in rows])
     rep.measure("samples_s", {r["kind"]: r["samples_s"] for r in rows if "samples_s" in r})
@@ -88,7 +85,7 @@ MEASURES: dict[str, tuple[int, str, str]] = {
 """Each measure: message size, the parameter giving the message count, and the child's mode."""
 
 
-def _rows(lab: Lab, url: str | None) -> list[dict[str, Any]]:
+def _rows(lab: Lab, url: str | None) -> list[IpcRow]:
     """Every mechanism measured in turn for each measure, `repeats` rounds; one row per mechanism."""
     rep, ctx = lab.report, lab.ctx()
     reps = max(1, int(lab.p("repeats")))
@@ -100,7 +97,7 @@ def _rows(lab: Lab, url: str | None) -> list[dict[str, Any]]:
         for kind, values in got.items():
             samples[kind][key] = values
         rep.event(f"{key}: {reps} rounds, each measuring {', '.join(kinds)} in turn")
-    rows = []
+    rows: list[IpcRow] = []
     for kind in kinds:
         s = samples[kind]
         rows.append(
@@ -123,7 +120,7 @@ def _rows(lab: Lab, url: str | None) -> list[dict[str, Any]]:
     return rows
 
 
-def _lock_row(lab: Lab) -> dict[str, Any]:
+def _lock_row(lab: Lab) -> IpcRow:
     lock = lab.ctx().Lock()
     n = 20000
     start = time.perf_counter()
@@ -142,9 +139,9 @@ def _lock_row(lab: Lab) -> dict[str, Any]:
     }
 
 
-def _verdicts(lab: Lab, rows: dict[str, dict[str, Any]], net: dict[str, Any] | None) -> None:
+def _verdicts(lab: Lab, rows: dict[str, IpcRow], net: NetworkCheck | None) -> None:
     rep, ctx = lab.report, lab.ctx()
-    samples = {k: r["samples_s"] for k, r in rows.items() if k != "lock"}
+    samples = {k: r["samples_s"] for k, r in rows.items() if "samples_s" in r}
     table = {"round trip": ("µs", 1e6, 1), "100 B one-way": ("µs", 1e6, 2), "1 MiB one-way": ("ms", 1e3, 2)}
     per = [speed_verdict(samples["pipe"][m], samples["queue"][m]) for m in MEASURES]
     verdict = combined(per)
@@ -224,7 +221,7 @@ def _is_local_host(host: str | None) -> bool:
     return all(ipaddress.ip_address(a).is_loopback or a in ours for a in addresses)
 
 
-def _network_check(lab: Lab, url: str) -> dict[str, Any]:
+def _network_check(lab: Lab, url: str) -> NetworkCheck:
     """Echo NETWORK_CHECK_N distinct messages through Redis to a child; where the Redis server is."""
     parsed = urlparse(url)
     host = parsed.hostname if parsed.scheme in ("redis", "rediss") else None
@@ -237,7 +234,7 @@ def _network_check(lab: Lab, url: str) -> dict[str, Any]:
     return {"host": host, "local": local, "sent": NETWORK_CHECK_N, "echoed_intact": matched}
 
 
-def _network_claims(lab: Lab, rows: dict[str, dict[str, Any]], net: dict[str, Any] | None) -> None:
+def _network_claims(lab: Lab, rows: dict[str, IpcRow], net: NetworkCheck | None) -> None:
     rep = lab.report
     across = "sockets carry communication across machines"
     carries = "a network socket (Redis over TCP) carries messages between processes"

@@ -29,7 +29,8 @@ def _echo_once(conn: Any) -> None:
     conn.send(("child got", conn.recv()))
 
 
-def _blaster(conn: Any, reader: Any, tag: int, count: int, size: int) -> None:
+def pipe_writer(conn: Any, reader: Any, tag: int, count: int, size: int) -> None:
+    """A writer child: `count` messages of `size` bytes `tag` down a shared pipe (also `many-writers`')."""
     reader.close()  # our inherited copy: once the parent closes its own, our writes fail instead of blocking
     try:
         for _ in range(count):
@@ -92,7 +93,7 @@ def _writers(lab: Lab, count: int, size: int) -> dict[str, int]:
     """Two processes send on the same Pipe end at once; count intact and corrupted messages."""
     ctx = lab.ctx()
     reader, writer = ctx.Pipe(duplex=False)
-    procs = [ctx.Process(target=_blaster, args=(writer, reader, tag, count, size)) for tag in (1, 2)]
+    procs = [ctx.Process(target=pipe_writer, args=(writer, reader, tag, count, size)) for tag in (1, 2)]
     intact = corrupt = 0
     outcome = "all received"
     with reaped(*procs):

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from workers.lab.base import Lab, experiment, reaped
+from workers.lab.pipes import pipe_writer
 from workers.lab.verdicts import interleaved, lead, speed_verdict, spread
 
 # -- 6.4 many writers ------------------------------------------------------------------------------------
@@ -16,15 +17,6 @@ from workers.lab.verdicts import interleaved, lead, speed_verdict, spread
 def _queue_writer(q: Any, tag: int, count: int, size: int) -> None:
     for _ in range(count):
         q.put(bytes([tag]) * size)
-
-
-def _pipe_writer(conn: Any, reader: Any, tag: int, count: int, size: int) -> None:
-    reader.close()  # our inherited copy: once the parent closes its own, our writes fail instead of blocking
-    try:
-        for _ in range(count):
-            conn.send_bytes(bytes([tag]) * size)
-    except OSError:
-        pass  # the reader gave up on a broken stream
 
 
 def _intact(data: bytes, size: int) -> bool:
@@ -55,7 +47,7 @@ def _through_queue(lab: Lab, writers: int, count: int, size: int) -> dict[str, A
 def _through_pipe(lab: Lab, writers: int, count: int, size: int) -> dict[str, Any]:
     ctx = lab.ctx()
     reader, writer = ctx.Pipe(duplex=False)
-    procs = [ctx.Process(target=_pipe_writer, args=(writer, reader, t + 1, count, size)) for t in range(writers)]
+    procs = [ctx.Process(target=pipe_writer, args=(writer, reader, t + 1, count, size)) for t in range(writers)]
     intact = corrupt = 0
     with reaped(*procs):
         for p in procs:

@@ -10,8 +10,11 @@ best run the faster one: noise can blur a claim into *too close to call*, never 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
-from typing import Literal, NotRequired, TypedDict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
+
+if TYPE_CHECKING:
+    from workers.lab.records import Outcome
 
 Verdict = Literal["holds", "wrong", "outdated", "too-close", "not-measured"]
 VERDICTS: tuple[Verdict, ...] = ("holds", "wrong", "outdated", "too-close", "not-measured")
@@ -43,18 +46,18 @@ class Summary(TypedDict):
     errors: list[str]
 
 
-def summarize(results: list[dict[str, object]]) -> Summary:
+def summarize(results: Sequence[Outcome]) -> Summary:
     """Count the verdicts of several experiment results, overall and per top-level chapter section."""
     overall: dict[str, int] = {}
     edge: dict[str, int] = {}
     sections: dict[str, dict[str, int]] = {}
-    errors = [str(r["name"]) for r in results if "error" in r]
+    errors = [r["name"] for r in results if "error" in r]
     for r in results:
-        for c in r.get("claims", []) or []:  # type: ignore[attr-defined]
-            if c.get("scope") == "edge":
+        for c in r["claims"]:
+            if c["scope"] == "edge":
                 edge[c["verdict"]] = edge.get(c["verdict"], 0) + 1
                 continue
-            top = str(c["section"]).split(".")[0]
+            top = c["section"].split(".")[0]
             overall[c["verdict"]] = overall.get(c["verdict"], 0) + 1
             per = sections.setdefault(top, {})
             per[c["verdict"]] = per.get(c["verdict"], 0) + 1

@@ -1,4 +1,4 @@
-"""Section 6.1-6.4: data isolation, Queue producer/consumer and task distribution, Pipe, Queue vs Pipe."""
+"""Section 6.1-6.2: data isolation (each child changes its own copy), and Queue producer/consumer."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""`mplab lab run --via rq`: enqueue experiments for a worker node and wait for their JSON results.
+"""`mplab lab run --via rq`: run experiments on a worker node (enqueue, wait for the result) instead of here.
 
-One Redis connection serves every experiment of a `lab run all`. Jobs go out and come back through
-`workers.client` (its waiter polls with short commands, so a long experiment is waited for); while
+The caller's one Redis connection serves every experiment of a `lab run all`. Jobs go out and come back
+through `workers.client` (its waiter polls with short commands, so a long experiment is waited for); while
 waiting, the nodes' heartbeats are read once a second, so a lost node is reported instead of hanging.
 """
 
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
 
 import redis
 from rq.job import Job, JobStatus
@@ -20,6 +18,7 @@ from workers import client, defaults
 from workers.errors import ConfigError, JobFailed, JobTimeout, NodeUnavailable, RedisUnavailable
 from workers.heartbeat import read_nodes
 from workers.lab.jobs import run_experiment
+from workers.lab.records import ExperimentResult, Params, Runner
 from workers.settings import Settings
 
 WAIT_TIMEOUT = defaults.JOB_TIMEOUT + 60
@@ -30,8 +29,6 @@ POLL_S = 1
 
 NODE_GONE_S = 2 * defaults.STALE_AFTER
 """Seconds without any live node after which the wait for a result gives up."""
-
-Runner = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
 def check_runs_in_node(name: str) -> None:
@@ -47,48 +44,45 @@ def _live(conn: redis.Redis) -> bool:
     return any(not node["stale"] for node in read_nodes(conn))
 
 
-@contextlib.contextmanager
-def remote_runner(
-    settings: Settings, timeout: float = WAIT_TIMEOUT, node_gone_s: float = NODE_GONE_S
-) -> Iterator[Runner]:
-    """A function that runs one experiment on a worker node and returns its result dict; one connection."""
-    from workers.redis_server import connect, redis_for
+def node_runner(
+    conn: redis.Redis,
+    where: str,
+    settings: Settings,
+    timeout: float = WAIT_TIMEOUT,
+    node_gone_s: float = NODE_GONE_S,
+) -> Runner:
+    """A function that runs one experiment on a worker node and returns its result, over the caller's
+    connection `conn` to the Redis described by `where`; NodeUnavailable at once if no node is listening."""
 
-    with redis_for(settings.redis_url, settings.state_dir) as (url, where):
-        conn = connect(url)
+    def check_nodes() -> None:
+        if not _live(conn):
+            raise NodeUnavailable(f"no worker node is listening on {where}: start one with `mplab worker`")
 
-        def check_nodes() -> None:
-            if not _live(conn):
-                raise NodeUnavailable(f"no worker node is listening on {where}: start one with `mplab worker`")
+    check_nodes()
+    queue_name = "default" if "default" in settings.queues else settings.queues[0]
 
+    def run(name: str, params: Params) -> ExperimentResult:
+        import workers.lab as lab
+
+        check_runs_in_node(name)
+        lab.get(name).parse_params(params)  # bad params fail here (exit 2), not on the node
         try:
-            check_nodes()
-            queue_name = "default" if "default" in settings.queues else settings.queues[0]
+            check_nodes()  # after a node died, the next experiments fail at once, not after a wait
+            call = client.Call(
+                name_of(run_experiment),
+                [name, {k: str(v) for k, v in params.items()}, settings.start_method],
+                description=f"lab experiment {name}",
+            )
+            return _submit_and_wait(conn, queue_name, call, timeout, node_gone_s)
+        except client.LOST as exc:
+            raise RedisUnavailable(f"lost Redis at {where} while running {name!r}: {exc}") from None
 
-            def run(name: str, params: dict[str, Any]) -> dict[str, Any]:
-                import workers.lab as lab
-
-                check_runs_in_node(name)
-                lab.get(name).parse_params(params)  # bad params fail here (exit 2), not on the node
-                try:
-                    check_nodes()  # after a node died, the next experiments fail at once, not after a wait
-                    call = client.Call(
-                        name_of(run_experiment),
-                        [name, {k: str(v) for k, v in params.items()}, settings.start_method],
-                        description=f"lab experiment {name}",
-                    )
-                    return _submit_and_wait(conn, queue_name, call, timeout, node_gone_s)
-                except client.LOST as exc:
-                    raise RedisUnavailable(f"lost Redis at {where} while running {name!r}: {exc}") from None
-
-            yield run
-        finally:
-            conn.close()
+    return run
 
 
 def _submit_and_wait(
     conn: redis.Redis, queue_name: str, call: client.Call, timeout: float, node_gone_s: float
-) -> dict[str, Any]:
+) -> ExperimentResult:
     job = client.enqueue(conn, queue_name, call)
     try:
         value = _wait(conn, job, timeout, node_gone_s)
@@ -101,7 +95,7 @@ def _submit_and_wait(
     return value
 
 
-def _wait(conn: redis.Redis, job: Job, timeout: float, node_gone_s: float) -> dict[str, Any]:
+def _wait(conn: redis.Redis, job: Job, timeout: float, node_gone_s: float) -> ExperimentResult:
     """The job's return value; JobFailed, NodeUnavailable (every node went away) or JobTimeout otherwise."""
     last_live = next_check = time.monotonic()
 
@@ -125,4 +119,7 @@ def _wait(conn: redis.Redis, job: Job, timeout: float, node_gone_s: float) -> di
         raise JobTimeout(f"no result for job {job.id} within {timeout:.0f} s (is a node serving {job.origin!r}?)")
     if got.status != JobStatus.FINISHED.value:
         raise JobFailed(f"job {job.id} failed on the node: {got.reason or got.status}")
-    return dict(got.value or {})
+    value: ExperimentResult = got.value  # the JSON of a `workers.lab.jobs.run_experiment` return value
+    if not isinstance(value, dict) or "claims" not in value:
+        raise JobFailed(f"job {job.id} returned no experiment result: {str(got.value)[:200]!r}")
+    return value
