@@ -13,6 +13,7 @@ import struct
 import subprocess
 import termios
 import time
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -20,7 +21,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from tests.conftest import REPO, Nodes, mplab_cmd
 from tests.restartable_redis import RestartableRedis
-from workers import client
+from workers import client, defaults
+from workers.heartbeat import Heart, Heartbeat, NodeFacts, live_nodes, read_nodes
 
 runner = CliRunner()
 pytestmark = pytest.mark.integration
@@ -182,9 +184,23 @@ def test_watch_goes_on_through_a_redis_restart(tmp_path):
 
 
 def test_heartbeat_fields_are_read_tolerantly():
-    from workers.monitor import field_of
+    now = time.time()
+    row = {"pid": "12", "cpu_percent": "3.5", "rss_bytes": "lots", "pool_pids": "[1, 2]", "slots": "{not json",
+           "queues": "high, default,", "last_beat": str(now - 1)}  # fmt: skip
+    beat = Heartbeat.from_hash("n1", row, now)
+    assert beat.pid == 12 and beat.cpu_percent == 3.5 and beat.rss_bytes == 0  # unreadable: its default
+    assert beat.pool_pids == (1, 2) and beat.slots == () and beat.queues == ("high", "default")
+    assert beat.host == "?" and beat.pool_size == 0  # not written at all: unknown
+    assert 0.9 <= beat.age_s <= 1.1 and not beat.stale
+    assert Heartbeat.from_hash("n1", row, now + defaults.STALE_AFTER + 1).stale
 
-    beat = {"pid": "12", "cpu_percent": "3.5", "stale": "False", "rss_bytes": "lots", "pool_pids": "[1, 2]"}
-    assert field_of(beat, "pid", 0) == 12 and field_of(beat, "cpu_percent", 0.0) == 3.5
-    assert field_of(beat, "stale", True) is False and field_of(beat, "rss_bytes", 0) == 0
-    assert field_of(beat, "missing", "?") == "?"
+
+def test_a_heartbeat_reads_back_as_it_was_written(fake_redis):
+    facts = NodeFacts(pool_size=2, start_method="spawn", queues=("high", "default"), cores=4)
+    written = Heart(fake_redis, "n1", facts).beat(["n1.s0", "n1.s1"], "running", [7, 8])
+    [read] = read_nodes(fake_redis)
+    assert read == replace(written, age_s=read.age_s) and 0 <= read.age_s < defaults.STALE_AFTER
+    assert read.queues == ("high", "default") and read.slots == ("n1.s0", "n1.s1") and read.pool_pids == (7, 8)
+    assert read.pid == os.getpid() and read.rss_bytes > 0 and read.processes >= 1
+    assert read.serves("default") and not read.serves("low")
+    assert [n.name for n in live_nodes(fake_redis, "high")] == ["n1"] and not live_nodes(fake_redis, "low")

@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from tasks import tickets
 from tasks.tickets import Outcome, Summary
 from workers.errors import ConfigError
+from workers.settings import MachineFacts
 
 DEFAULT_LOCAL_WINDOW = 0.1
 """Seconds between a local buyer's read and its write (the chapter's processing time)."""
@@ -182,7 +183,7 @@ class SaleReport(TypedDict, total=False):
     elapsed_s: float
     crashed_buyers: list[str]
     redis: str | None
-    machine: dict[str, Any]
+    machine: MachineFacts
     # a submitted sale's receipt
     stock: int
     buyers: int
@@ -215,4 +216,4 @@ class BenchResult(TypedDict, total=False):
     ratio_to_naive: dict[str, float]
     reference_per_s: dict[str, int]
     redis: str
-    machine: dict[str, Any]
+    machine: MachineFacts
