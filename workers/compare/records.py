@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from statistics import median
-from typing import Any, Literal
+from typing import Literal
 
 Verdict = Literal["met", "not met", "too close to call", "invalid", "not measured"]
 
@@ -228,5 +228,6 @@ class Result:
     latency: list[LatencyPoint] = field(default_factory=list)
     wire: list[WireCost] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
+        """The whole record as a JSON object (every dataclass an object, spreads included)."""
         return asdict(self)
