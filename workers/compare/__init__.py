@@ -4,7 +4,7 @@ Modules: `plan` (what runs, options and their ranges), `runner` (one run: isolat
 `measure` (every workload), `rounds` (interleaved rounds, paired speedups, the physical-limit guard),
 `local` / `remote` (the modes), `latency` (the RQ modes behind a delaying proxy), `isolation` (its
 footprint in Redis), `report` (crossover, batch size K, targets), `tickets` (the sale), `records` (what a
-run produces). The processes it starts are `workers.procs`'. This package's public API is below.
+run produces); it starts processes with `workers.procs`. The package exports only the public API below.
 """
 
 from workers.compare.plan import MAX_NODE_POOL, MAX_NODES, MAX_RTTS, Options, Plan
