@@ -169,10 +169,10 @@ def _targets(out: Out, targets: list[Target]) -> None:
 
 
 def _context(out: Out, result: Result) -> None:
-    h = result.header
+    h, m = result.header, result.header.machine
     out.line("Context")
-    out.wrapped(f"Python {h.python} ({h.implementation}), start method {h.start_method}, {h.cores} cores "
-                f"({h.usable_cores} usable), {h.platform}")  # fmt: skip
+    out.wrapped(f"Python {m['python']} ({m['implementation']}), start method {m['start_method']}, {m['cores']} cores "
+                f"({m['usable_cores']} usable), {m['platform']}")  # fmt: skip
     out.wrapped(f"Redis {h.redis_version}: {h.redis}")
     if h.nodes_started:
         rq = (f"RQ: {h.nodes_started} node(s) started by this run, {h.node_pool} slot(s) each, on its "

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import Literal
 
+from workers.settings import MachineFacts
+
 Verdict = Literal["met", "not met", "too close to call", "invalid", "not measured"]
 
 MET: Verdict = "met"
@@ -138,13 +140,7 @@ class NodeSeen:
 class Header:
     """What every run states about itself."""
 
-    python: str
-    implementation: str
-    start_method: str
-    cores: int | None
-    usable_cores: int
-    platform: str
-    host: str
+    machine: MachineFacts
     redis_version: str
     redis: str
     quick: bool

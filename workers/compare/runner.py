@@ -176,15 +176,8 @@ def _rq_side(
         )
         for n in live_nodes(client)
     ]
-    facts = machine_facts(settings.start_method)
     header = Header(
-        python=facts["python"],
-        implementation=facts["implementation"],
-        start_method=facts["start_method"],
-        cores=facts["cores"],
-        usable_cores=facts["usable_cores"],
-        platform=facts["platform"],
-        host=facts["host"],
+        machine=machine_facts(settings.start_method),
         redis_version=str(client.info("server")["redis_version"]),
         redis=where,
         quick=opts.quick,
@@ -246,7 +239,7 @@ def _our_jobs(client: redis.Redis, record: RunRecord) -> int:
 
 
 def _warn(header: Header, result: Result) -> None:
-    cores = max(1, header.usable_cores)
+    cores = max(1, header.machine["usable_cores"])
     busy = max(header.load_start, header.load_end)
     if busy > 0.5 * cores:
         header.warnings.append(
