@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -13,6 +14,7 @@ import struct
 import subprocess
 import termios
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -133,23 +135,39 @@ def test_watch_renders_at_80_columns_in_a_pty_and_stops_on_ctrl_c(redis_url, rea
     client.wait(real_redis, [job], timeout=30).check()
 
 
-@pytest.mark.timeout(60)
-def test_watch_piped_prints_one_json_document_per_refresh_and_stops_on_sigint(redis_url):
+@contextlib.contextmanager
+def piped_watch(url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`mplab status --watch --json` with stdout piped (not a terminal); killed on the way out if still running."""
     proc = subprocess.Popen(
-        mplab_cmd("--redis-url", redis_url, "status", "--watch", "-n", "0.2", "--json"),
+        mplab_cmd("--redis-url", url, "status", "--watch", "-n", "0.2", "--json"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
     )
     try:
-        assert proc.stdout is not None
-        docs = [json.loads(proc.stdout.readline()) for _ in range(3)]
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def next_docs(proc: subprocess.Popen[bytes], count: int) -> list[dict]:
+    assert proc.stdout is not None
+    return [json.loads(proc.stdout.readline()) for _ in range(count)]
+
+
+def interrupt(proc: subprocess.Popen[bytes]) -> bytes:
+    """Ctrl-C (SIGINT) to the watch; what it wrote on stderr."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=15)[1]
+
+
+@pytest.mark.timeout(60)
+def test_watch_piped_prints_one_json_document_per_refresh_and_stops_on_sigint(redis_url):
+    with piped_watch(redis_url) as proc:
+        docs = next_docs(proc, 3)
+        err = interrupt(proc)
     assert all(isinstance(doc["queues"], list) and "updated_at" in doc for doc in docs)
     assert proc.returncode == 130 and b"Traceback" not in err
 
@@ -158,25 +176,15 @@ def test_watch_piped_prints_one_json_document_per_refresh_and_stops_on_sigint(re
 @pytest.mark.timeout(90)
 def test_watch_goes_on_through_a_redis_restart(tmp_path):
     server = RestartableRedis(tmp_path).start()
-    proc = subprocess.Popen(
-        mplab_cmd("--redis-url", server.url, "status", "--watch", "-n", "0.2", "--json"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
     try:
-        assert proc.stdout is not None
-        before = [json.loads(proc.stdout.readline()) for _ in range(2)]
-        server.kill()
-        time.sleep(1.5)
-        server.start()
-        after = [json.loads(proc.stdout.readline()) for _ in range(2)]  # snapshots again, same process
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
+        with piped_watch(server.url) as proc:
+            before = next_docs(proc, 2)
+            server.kill()
+            time.sleep(1.5)
+            server.start()
+            after = next_docs(proc, 2)  # snapshots again, same process
+            err = interrupt(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         server.kill()
     assert before and after[-1]["updated_at"] > before[-1]["updated_at"]
     assert b"Redis unreachable" in err and b"Traceback" not in err
