@@ -135,7 +135,7 @@ class Heart:
         self.name = name
         self.me = psutil.Process()
         self.procs: dict[int, psutil.Process] = {}
-        self.first = Heartbeat(
+        self.static = Heartbeat(  # what does not change from beat to beat
             name, host=socket.gethostname(), pid=os.getpid(), python=platform.python_version(),
             started_at=time.time(), pool_size=facts.pool_size, start_method=facts.start_method,
             queues=facts.queues, cores=facts.cores,
@@ -182,7 +182,7 @@ class Heart:
             failed += int(bad or 0)
         cpu, rss, pss, count = self.measure()
         beat = replace(
-            self.first, state=state, last_beat=time.time(), cpu_percent=round(cpu, 1), rss_bytes=rss,
+            self.static, state=state, last_beat=time.time(), cpu_percent=round(cpu, 1), rss_bytes=rss,
             pss_bytes=pss, processes=count, slots_total=len(slots), slots_busy=busy, jobs_done=done,
             jobs_failed=failed, slots=tuple(slots), pool_pids=tuple(pool_pids or ()),
         )  # fmt: skip
