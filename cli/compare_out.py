@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from rich.console import Console
 
@@ -83,7 +84,7 @@ def pct(x: float) -> str:
     return f"{x:.0%}" if x < 10 else ">999%"
 
 
-def span(s: Spread, fmt: Any) -> str:
+def span(s: Spread, fmt: Callable[[float], str]) -> str:
     return f"({fmt(s.low)}-{fmt(s.high)})" if len(s.samples) > 1 and s.low != s.high else ""
 
 
@@ -168,10 +169,10 @@ def _targets(out: Out, targets: list[Target]) -> None:
 
 
 def _context(out: Out, result: Result) -> None:
-    h = result.header
+    h, m = result.header, result.header.machine
     out.line("Context")
-    out.wrapped(f"Python {h.python} ({h.implementation}), start method {h.start_method}, {h.cores} cores "
-                f"({h.usable_cores} usable), {h.platform}")  # fmt: skip
+    out.wrapped(f"Python {m['python']} ({m['implementation']}), start method {m['start_method']}, {m['cores']} cores "
+                f"({m['usable_cores']} usable), {m['platform']}")  # fmt: skip
     out.wrapped(f"Redis {h.redis_version}: {h.redis}")
     if h.nodes_started:
         rq = (f"RQ: {h.nodes_started} node(s) started by this run, {h.node_pool} slot(s) each, on its "
@@ -290,8 +291,13 @@ def _tickets(out: Out, result: Result) -> None:
     out.line()
 
 
-def flat(row: Row) -> dict[str, Any]:
-    out: dict[str, Any] = {k: getattr(row, k) for k in ("workload", "size", "task_ms", "mode", "tasks", "workers",
+CsvRow = dict[str, str | float]
+"""One CSV line: column -> number, flag or text ('' where a mode has no such figure)."""
+
+
+def flat(row: Row) -> CsvRow:
+    """A row's figures as one CSV line: each spread as median, min, max and its samples."""
+    out: CsvRow = {k: getattr(row, k) for k in ("workload", "size", "task_ms", "mode", "tasks", "workers",
                                                           "cores_used", "rounds")}  # fmt: skip
     for name in ("wall_s", "speedup", "efficiency", "tasks_per_s"):
         s: Spread = getattr(row, name)

@@ -40,7 +40,8 @@ def write(result: Result, path: Path) -> None:
         _series(ax1, cpu, mode, "-o")
     for mode in RQ:
         _series(ax1, cpu, mode, "--s")
-    ideal = min(h.usable_cores, max((r.cores_used for r in cpu), default=h.usable_cores))
+    usable = h.machine["usable_cores"]
+    ideal = min(usable, max((r.cores_used for r in cpu), default=usable))
     ax1.axhline(ideal, color="black", linewidth=1, linestyle=":", label=f"ideal: {ideal} usable cores")
     ax1.axhline(1.0, color="grey", linewidth=0.8)
     ax1.set_xscale("log")
@@ -95,8 +96,9 @@ def write(result: Result, path: Path) -> None:
 
     kind = "quick" if h.quick else "full"
     fig.suptitle(
-        f"mplab compare ({kind} run, {h.date}): Python {h.python}, start method {h.start_method}, "
-        f"{h.usable_cores} usable cores, Redis {h.redis_version}, {h.rq_slots} RQ slots"
+        f"mplab compare ({kind} run, {h.date}): Python {h.machine['python']}, start method "
+        f"{h.machine['start_method']}, {h.machine['usable_cores']} usable cores, Redis {h.redis_version}, "
+        f"{h.rq_slots} RQ slots"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli.base import JsonOpt, console, err_console, new_app, print_json, settings_of
-from workers import monitor, redis_server
+from workers import heartbeat, redis_server
 from workers.errors import InUse, NotFound, RedisUnavailable
 from workers.redis_server import RedisServer
 from workers.settings import Settings
@@ -33,7 +33,7 @@ def up(ctx: typer.Context, json: JsonOpt = False) -> None:
 def _live_nodes(server: RedisServer) -> list[str]:
     try:
         with redis_server.connect(server.url) as client:
-            return [str(monitor.field_of(node, "name", "?")) for node in monitor.live_nodes(client)]
+            return [node.name for node in heartbeat.live_nodes(client)]
     except RedisUnavailable:
         return []
 

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from cli.base import Conn, JsonOpt, console, err_console, finite, new_app, open_redis, print_json
 from workers import client as jobclient
-from workers import defaults, monitor
+from workers import defaults, heartbeat
 from workers.settings import check_queue_name
 from workers.submit import CpuSummary, submit_cpu, summarize
 
@@ -124,14 +124,14 @@ def cpu(
 
 def _check_served(conn: Conn, queue: str) -> None:
     """Warn when no live node takes jobs from `queue` (the wait would only end at its timeout)."""
-    live = monitor.live_nodes(conn.client)
+    live = heartbeat.live_nodes(conn.client)
     if not live:
         err_console.print(
             f"[yellow]warning:[/yellow] no live worker node on {conn.where}: the jobs wait until one starts "
             "(`mplab worker`) or --timeout",
             highlight=False,
         )
-    elif not any(monitor.serves(node, queue) for node in live):
+    elif not any(node.serves(queue) for node in live):
         err_console.print(
             f"[yellow]warning:[/yellow] no live node serves queue {queue!r} (start one with `--queues {queue}`)",
             highlight=False,

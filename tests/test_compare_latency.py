@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from workers.compare import isolation, latency, local
 from workers.compare.isolation import Footprint, RunRecord
-from workers.compare.plan import Plan
+from workers.compare.plan import Plan, Trivial
 
 runner = CliRunner()
 
@@ -38,15 +38,7 @@ def test_bad_rtt_values_are_one_line_and_exit_2(args: list[str]) -> None:
 
 TINY = Plan(
     sizes=((1000, 8),),
-    trivial={
-        "local": 40,
-        "process": 2,
-        "subprocess": 1,
-        "rq": 40,
-        "rq_batched": 40,
-        "stock_simple": 30,
-        "stock_forking": 2,
-    },  # fmt: skip
+    trivial=Trivial(local=40, process=2, subprocess=1, rq=40, rq_batched=40, stock_simple=30, stock_forking=2),
     k_sweep=(1000, (1, 4), 8),
     subprocess_tasks=1,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -13,6 +14,8 @@ import struct
 import subprocess
 import termios
 import time
+from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from typer.testing import CliRunner
@@ -20,7 +23,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from tests.conftest import REPO, Nodes, mplab_cmd
 from tests.restartable_redis import RestartableRedis
-from workers import client
+from workers import client, defaults
+from workers.heartbeat import Heart, Heartbeat, NodeFacts, live_nodes, read_nodes
 
 runner = CliRunner()
 pytestmark = pytest.mark.integration
@@ -131,23 +135,39 @@ def test_watch_renders_at_80_columns_in_a_pty_and_stops_on_ctrl_c(redis_url, rea
     client.wait(real_redis, [job], timeout=30).check()
 
 
-@pytest.mark.timeout(60)
-def test_watch_piped_prints_one_json_document_per_refresh_and_stops_on_sigint(redis_url):
+@contextlib.contextmanager
+def piped_watch(url: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`mplab status --watch --json` with stdout piped (not a terminal); killed on the way out if still running."""
     proc = subprocess.Popen(
-        mplab_cmd("--redis-url", redis_url, "status", "--watch", "-n", "0.2", "--json"),
+        mplab_cmd("--redis-url", url, "status", "--watch", "-n", "0.2", "--json"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
     )
     try:
-        assert proc.stdout is not None
-        docs = [json.loads(proc.stdout.readline()) for _ in range(3)]
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def next_docs(proc: subprocess.Popen[bytes], count: int) -> list[dict]:
+    assert proc.stdout is not None
+    return [json.loads(proc.stdout.readline()) for _ in range(count)]
+
+
+def interrupt(proc: subprocess.Popen[bytes]) -> bytes:
+    """Ctrl-C (SIGINT) to the watch; what it wrote on stderr."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=15)[1]
+
+
+@pytest.mark.timeout(60)
+def test_watch_piped_prints_one_json_document_per_refresh_and_stops_on_sigint(redis_url):
+    with piped_watch(redis_url) as proc:
+        docs = next_docs(proc, 3)
+        err = interrupt(proc)
     assert all(isinstance(doc["queues"], list) and "updated_at" in doc for doc in docs)
     assert proc.returncode == 130 and b"Traceback" not in err
 
@@ -156,25 +176,15 @@ def test_watch_piped_prints_one_json_document_per_refresh_and_stops_on_sigint(re
 @pytest.mark.timeout(90)
 def test_watch_goes_on_through_a_redis_restart(tmp_path):
     server = RestartableRedis(tmp_path).start()
-    proc = subprocess.Popen(
-        mplab_cmd("--redis-url", server.url, "status", "--watch", "-n", "0.2", "--json"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
     try:
-        assert proc.stdout is not None
-        before = [json.loads(proc.stdout.readline()) for _ in range(2)]
-        server.kill()
-        time.sleep(1.5)
-        server.start()
-        after = [json.loads(proc.stdout.readline()) for _ in range(2)]  # snapshots again, same process
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=15)
+        with piped_watch(server.url) as proc:
+            before = next_docs(proc, 2)
+            server.kill()
+            time.sleep(1.5)
+            server.start()
+            after = next_docs(proc, 2)  # snapshots again, same process
+            err = interrupt(proc)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         server.kill()
     assert before and after[-1]["updated_at"] > before[-1]["updated_at"]
     assert b"Redis unreachable" in err and b"Traceback" not in err
@@ -182,9 +192,23 @@ def test_watch_goes_on_through_a_redis_restart(tmp_path):
 
 
 def test_heartbeat_fields_are_read_tolerantly():
-    from workers.monitor import field_of
+    now = time.time()
+    row = {"pid": "12", "cpu_percent": "3.5", "rss_bytes": "lots", "pool_pids": "[1, 2]", "slots": "{not json",
+           "queues": "high, default,", "last_beat": str(now - 1)}  # fmt: skip
+    beat = Heartbeat.from_hash("n1", row, now)
+    assert beat.pid == 12 and beat.cpu_percent == 3.5 and beat.rss_bytes == 0  # unreadable: its default
+    assert beat.pool_pids == (1, 2) and beat.slots == () and beat.queues == ("high", "default")
+    assert beat.host == "?" and beat.pool_size == 0  # not written at all: unknown
+    assert 0.9 <= beat.age_s <= 1.1 and not beat.stale
+    assert Heartbeat.from_hash("n1", row, now + defaults.STALE_AFTER + 1).stale
 
-    beat = {"pid": "12", "cpu_percent": "3.5", "stale": "False", "rss_bytes": "lots", "pool_pids": "[1, 2]"}
-    assert field_of(beat, "pid", 0) == 12 and field_of(beat, "cpu_percent", 0.0) == 3.5
-    assert field_of(beat, "stale", True) is False and field_of(beat, "rss_bytes", 0) == 0
-    assert field_of(beat, "missing", "?") == "?"
+
+def test_a_heartbeat_reads_back_as_it_was_written(fake_redis):
+    facts = NodeFacts(pool_size=2, start_method="spawn", queues=("high", "default"), cores=4)
+    written = Heart(fake_redis, "n1", facts).beat(["n1.s0", "n1.s1"], "running", [7, 8])
+    [read] = read_nodes(fake_redis)
+    assert read == replace(written, age_s=read.age_s) and 0 <= read.age_s < defaults.STALE_AFTER
+    assert read.queues == ("high", "default") and read.slots == ("n1.s0", "n1.s1") and read.pool_pids == (7, 8)
+    assert read.pid == os.getpid() and read.rss_bytes > 0 and read.processes >= 1
+    assert read.serves("default") and not read.serves("low")
+    assert [n.name for n in live_nodes(fake_redis, "high")] == ["n1"] and not live_nodes(fake_redis, "low")

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
+from redis.client import Pipeline
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus, Retry
 from rq.queue import EnqueueData, Queue
@@ -31,6 +31,7 @@ from workers.errors import BadJob, ConfigError, JobFailed, JobTimeout, NotFound,
 from workers.results import (
     FINISHED_STATES,
     JobResult,
+    JsonValue,
     failure_reason,
     failure_text,
     fetch_results,
@@ -38,8 +39,8 @@ from workers.results import (
 )
 
 __all__ = [
-    "FINISHED_STATES", "BATCH_FUNCTION", "LOST", "Call", "JobOptions", "JobOutcome", "JobResult", "Outcome",
-    "ended_count", "enqueue", "enqueue_many", "failure_reason", "failure_text", "fetch_job", "fetch_results",
+    "FINISHED_STATES", "BATCH_FUNCTION", "LOST", "Call", "JobOptions", "JobOutcome", "JobResult", "JsonValue",
+    "Outcome", "ended_count", "enqueue", "enqueue_many", "failure_reason", "failure_text", "fetch_job", "fetch_results",
     "last_line", "progress_of", "promote_due", "queue", "run", "states", "task_calls", "wait",
 ]  # fmt: skip
 
@@ -102,13 +103,13 @@ class Call:
     """One job to enqueue: a registered function name, its JSON-able arguments, and how many tasks it carries."""
 
     func: str
-    args: Sequence[Any] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    args: Sequence[JsonValue] = ()
+    kwargs: Mapping[str, JsonValue] = field(default_factory=dict)
     description: str | None = None
     tasks: int = 1
 
 
-def task_calls(task: str, arg_lists: Sequence[Sequence[Any]], batch: int) -> list[Call]:
+def task_calls(task: str, arg_lists: Sequence[Sequence[JsonValue]], batch: int) -> list[Call]:
     """One call per argument list, or one batch call (run on a node's Pool) per `batch` of them."""
     _check_range("--batch", batch, 1, defaults.MAX_BATCH_ITEMS)
     if batch <= 1:
@@ -144,7 +145,7 @@ def enqueue_many(
     calls: Sequence[Call],
     options: JobOptions | None = None,
     *,
-    also: Callable[[Any, list[Job]], None] | None = None,
+    also: Callable[[Pipeline, list[Job]], object] | None = None,
 ) -> list[Job]:
     """Enqueue all `calls` in one pipeline (one round trip); `also(pipe, jobs)` may add commands to it."""
     options = options or JobOptions()
@@ -171,7 +172,7 @@ class JobOutcome:
     id: str
     status: str
     tasks: int
-    value: Any = None
+    value: JsonValue = None
     reason: str = ""
     result: JobResult | None = None
     """Its latest result with the job's own timestamps (None for 'timeout' and 'missing')."""
@@ -193,7 +194,7 @@ class Outcome:
         return sum(job.tasks for job in self.jobs if job.status == JobStatus.FINISHED.value)
 
     @property
-    def results(self) -> dict[str, Any]:
+    def results(self) -> dict[str, JsonValue]:
         return {job.id: job.value for job in self.jobs if job.status == JobStatus.FINISHED.value}
 
     @property
@@ -204,9 +205,9 @@ class Outcome:
     def timed_out(self) -> bool:
         return any(job.status == "timeout" for job in self.jobs)
 
-    def values(self) -> list[Any]:
+    def values(self) -> list[JsonValue]:
         """The task values of every finished job in submission order (a batch's values flattened)."""
-        out: list[Any] = []
+        out: list[JsonValue] = []
         for job in self.jobs:
             if job.status == JobStatus.FINISHED.value and isinstance(job.value, dict):
                 out.extend(job.value["values"] if "values" in job.value else [job.value.get("value")])
@@ -260,13 +261,15 @@ def ended_count(client: redis.Redis, queue_name: str) -> int:
     return int(finished) + int(failed)
 
 
-def progress_of(meta: bytes | str | dict[str, Any] | None) -> tuple[int, int]:
-    """(done, total) from a job's meta (a node writes `progress` for batch jobs); (0, 0) if absent."""
+def progress_of(meta: bytes | str | Mapping[str, object] | None) -> tuple[int, int]:
+    """(done, total) from a job's meta (a node writes `progress` for batch jobs); (0, 0) if absent or unreadable."""
     try:
-        data = json.loads(meta) if isinstance(meta, bytes | str) else (meta or {})
-        progress = data.get("progress") or {}
+        data = json.loads(meta) if isinstance(meta, bytes | str) else meta
+        progress = data.get("progress") if isinstance(data, Mapping) else None
+        if not isinstance(progress, Mapping):
+            return 0, 0
         return int(progress.get("done", 0)), int(progress.get("total", 0))
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError):
         return 0, 0
 
 
@@ -347,7 +350,9 @@ def wait(
     return Outcome(wall, outcomes)
 
 
-def run(client: redis.Redis, queue_name: str, call: Call, options: JobOptions | None = None, *, timeout: float) -> Any:
+def run(
+    client: redis.Redis, queue_name: str, call: Call, options: JobOptions | None = None, *, timeout: float
+) -> JsonValue:
     """Enqueue one call, wait for it, return its value; JobTimeout or JobFailed (with the reason) otherwise."""
     job = enqueue(client, queue_name, call, options)
     return wait(client, [job], timeout=timeout).check().jobs[0].value

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 import redis
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
@@ -70,7 +70,7 @@ class JobReport:
     started_at: str | None
     ended_at: str | None
     progress: Progress | None = None
-    result: Any = None
+    result: jobclient.JsonValue = None
     reason: str = ""
     traceback: str | None = None
     retries_left: int | None = None
@@ -81,7 +81,7 @@ class JobReport:
         return self.status in (JobStatus.FAILED.value, JobStatus.STOPPED.value, JobStatus.CANCELED.value, UNREADABLE)
 
 
-def _iso(value: Any) -> str | None:
+def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 

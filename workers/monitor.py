@@ -1,17 +1,15 @@
 """What `mplab status` shows: queues per registry, nodes with their slots, current jobs and batch progress.
 
-Reads only: node heartbeats (read tolerantly: fields a node does not write are shown as unknown), RQ's worker
-registrations (the job each slot runs) and job hashes (function, start time, `meta["progress"]`).
+Reads only: node heartbeats (`workers.heartbeat.Heartbeat`: fields a node does not write are shown as unknown),
+RQ's worker registrations (the job each slot runs) and job hashes (function, start time, `meta["progress"]`).
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import psutil
 import redis
@@ -20,7 +18,7 @@ from rq.serializers import JSONSerializer
 from rq.worker import SimpleWorker
 
 from workers import client as jobclient
-from workers.heartbeat import read_nodes
+from workers.heartbeat import Heartbeat, read_nodes
 from workers.jobctl import Progress, known_queues
 
 REGISTRIES = ("started", "finished", "failed", "deferred", "scheduled", "canceled")
@@ -110,29 +108,6 @@ def queue_rows(client: redis.Redis, names: list[str]) -> list[QueueRow]:
     return [QueueRow(name, *(int(c) for c in counts[i * width : (i + 1) * width])) for i, name in enumerate(names)]
 
 
-def field_of(node: Any, key: str, default: Any) -> Any:
-    """A heartbeat field, whether the record is a dict or a dataclass; `default` if missing or unreadable."""
-    value = node.get(key, default) if isinstance(node, dict) else getattr(node, key, default)
-    if value is None:
-        return default
-    if isinstance(default, bool):  # bool("False") is True
-        return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
-    try:
-        return type(default)(value) if default is not None and not isinstance(default, list) else value
-    except (TypeError, ValueError):
-        return default
-
-
-def _json_list(value: Any) -> list[Any]:
-    if isinstance(value, list):
-        return value
-    try:
-        parsed = json.loads(value) if isinstance(value, str | bytes) else []
-    except ValueError:
-        return []
-    return parsed if isinstance(parsed, list) else []
-
-
 def slot_view(client: redis.Redis, name: str) -> SlotView:
     """A slot from RQ's worker registration and the job it currently runs."""
     worker = SimpleWorker.find_by_key(
@@ -160,64 +135,43 @@ def slot_view(client: redis.Redis, name: str) -> SlotView:
     return SlotView(name, state, worker.pid, job_id, function, elapsed, progress)
 
 
-def _pool_pids(node: Any, slots: list[SlotView]) -> list[int] | None:
-    recorded = field_of(node, "pool_pids", None)
-    if recorded is not None:
-        return [int(p) for p in _json_list(recorded)]
-    if field_of(node, "host", "") != socket.gethostname():
+def _pool_pids(node: Heartbeat, slots: list[SlotView]) -> list[int] | None:
+    if node.pool_pids is not None:
+        return list(node.pool_pids)
+    if node.host != socket.gethostname():
         return None
     try:  # same host: the node's children that are not its slots
-        children = psutil.Process(field_of(node, "pid", 0)).children()
+        children = psutil.Process(node.pid).children()
     except (psutil.Error, ValueError):
         return None
     slot_pids = {slot.pid for slot in slots}
     return sorted(p.pid for p in children if p.pid not in slot_pids)
 
 
-def node_view(client: redis.Redis, node: Any) -> NodeView:
-    slots = [slot_view(client, str(name)) for name in _json_list(field_of(node, "slots", []))]
+def node_view(client: redis.Redis, node: Heartbeat) -> NodeView:
+    slots = [slot_view(client, name) for name in node.slots]
     return NodeView(
-        name=field_of(node, "name", "?"),
-        host=field_of(node, "host", "?"),
-        pid=field_of(node, "pid", 0),
-        state=field_of(node, "state", "?"),
-        age_s=field_of(node, "age_s", 0.0),
-        stale=bool(field_of(node, "stale", False)),
-        cpu_percent=field_of(node, "cpu_percent", 0.0),
-        rss_bytes=field_of(node, "rss_bytes", 0),
-        pss_bytes=field_of(node, "pss_bytes", 0),
-        processes=field_of(node, "processes", 0),
-        slots_total=field_of(node, "slots_total", len(slots)),
-        slots_busy=field_of(node, "slots_busy", 0),
-        jobs_done=field_of(node, "jobs_done", 0),
-        jobs_failed=field_of(node, "jobs_failed", 0),
-        pool_size=field_of(node, "pool_size", 0),
-        start_method=field_of(node, "start_method", "?"),
-        queues=_queue_names(node),
-        cores=field_of(node, "cores", 0),
+        name=node.name,
+        host=node.host,
+        pid=node.pid,
+        state=node.state,
+        age_s=node.age_s,
+        stale=node.stale,
+        cpu_percent=node.cpu_percent,
+        rss_bytes=node.rss_bytes,
+        pss_bytes=node.pss_bytes,
+        processes=node.processes,
+        slots_total=node.slots_total or len(slots),
+        slots_busy=node.slots_busy,
+        jobs_done=node.jobs_done,
+        jobs_failed=node.jobs_failed,
+        pool_size=node.pool_size,
+        start_method=node.start_method,
+        queues=list(node.queues),
+        cores=node.cores,
         pool_pids=_pool_pids(node, slots),
         slots=slots,
     )
-
-
-def live_nodes(client: redis.Redis) -> list[Any]:
-    """Heartbeat records of nodes that are not stale."""
-    return [n for n in read_nodes(client) if not field_of(n, "stale", False)]
-
-
-def _queue_names(node: Any) -> list[str]:
-    """The queues a node serves, in priority order ([] if its heartbeat does not say)."""
-    queues = field_of(node, "queues", None)
-    if queues is None:
-        return []
-    names = _json_list(queues) if str(queues).startswith("[") else str(queues).split(",")
-    return [str(n).strip() for n in names if str(n).strip()]
-
-
-def serves(node: Any, queue_name: str) -> bool:
-    """Whether a node's heartbeat says it takes jobs from `queue_name` (unknown: assume it does)."""
-    names = _queue_names(node)
-    return not names or queue_name in names
 
 
 def snapshot(client: redis.Redis, configured: tuple[str, ...], where: str) -> StatusReport:

@@ -8,12 +8,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
 from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.serializers import JSONSerializer
+
+JsonValue: TypeAlias = Any
+"""A value as JSON carries it to or from a job (arguments, return value): its task knows the shape, mypy cannot."""
 
 FINISHED_STATES: frozenset[str] = frozenset(
     {JobStatus.FINISHED.value, JobStatus.FAILED.value, JobStatus.STOPPED.value, JobStatus.CANCELED.value}
@@ -54,7 +57,7 @@ class JobResult:
 
     id: str
     status: str
-    value: Any = None
+    value: JsonValue = None
     reason: str = ""
     enqueued_at: float | None = None
     started_at: float | None = None

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from workers import defaults
@@ -150,15 +150,30 @@ def parse_queues(text: str) -> tuple[str, ...]:
     return names
 
 
-def machine_facts(start_method: str) -> dict[str, Any]:
+class MachineFacts(TypedDict):
+    """What every measurement states about where it ran (a JSON object as it is)."""
+
+    python: str
+    implementation: str
+    start_method: str
+    cores: int | None
+    """os.cpu_count(): None if the platform cannot tell."""
+    usable_cores: int
+    """Cores this process may run on (its CPU affinity)."""
+    platform: str
+    machine: str
+    host: str
+
+
+def machine_facts(start_method: str) -> MachineFacts:
     """What every measurement states: Python, start method, cores, machine."""
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "start_method": start_method,
-        "cores": os.cpu_count(),
-        "usable_cores": default_pool_size(),
-        "platform": platform.platform(terse=True),
-        "machine": platform.machine(),
-        "host": socket.gethostname(),
-    }
+    return MachineFacts(
+        python=platform.python_version(),
+        implementation=platform.python_implementation(),
+        start_method=start_method,
+        cores=os.cpu_count(),
+        usable_cores=default_pool_size(),
+        platform=platform.platform(terse=True),
+        machine=platform.machine(),
+        host=socket.gethostname(),
+    )

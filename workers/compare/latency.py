@@ -106,13 +106,13 @@ class LatencyRun:
             rows += rounds.measure_size("cpu", size, partial(self.serial.run, CPU, items), modes, self.plan.rounds,
                                         lambda s: step(f"{label} {s}"))  # fmt: skip
         n = self.plan.trivial
-        jobs = scaled(n["rq"], rtt_ms)
-        items = [[i] for i in range(max(jobs, n["rq_batched"]))]
+        jobs = scaled(n.rq, rtt_ms)
+        items = [[i] for i in range(max(jobs, n.rq_batched))]
         slots, two = self.target.slots, 2
         trivial = [
             self._rq("rq per-task", TRIVIAL, items[:jobs], 1),
-            self._rq("rq batched", TRIVIAL, items[: n["rq_batched"]], math.ceil(n["rq_batched"] / slots)),
-            Mode("stock SimpleWorkers", partial(self.stock.drain, "simple", scaled(n["stock_simple"], rtt_ms)), two),
+            self._rq("rq batched", TRIVIAL, items[: n.rq_batched], math.ceil(n.rq_batched / slots)),
+            Mode("stock SimpleWorkers", partial(self.stock.drain, "simple", scaled(n.stock_simple, rtt_ms)), two),
         ]
         rows += rounds.measure_size("trivial", 0, partial(self.serial.run, TRIVIAL, items), trivial,
                                     self.plan.rounds, lambda s: step(f"{label} {s}"))  # fmt: skip

@@ -104,15 +104,15 @@ class Session:
 
     def trivial(self) -> list[Row]:
         n = self.plan.trivial
-        items = [[i] for i in range(max(n.values()))]
+        items = [[i] for i in range(n.most)]
         stock = self.stock
-        modes = self._local_modes(TRIVIAL, items[: n["local"]], n["process"], n["subprocess"])
+        modes = self._local_modes(TRIVIAL, items[: n.local], n.process, n.subprocess)
         slots, two = self.target.slots, min(2, self.cores)
         modes += [
-            self._rq("rq per-task", TRIVIAL, items[: n["rq"]], 1),
-            self._rq("rq batched", TRIVIAL, items[: n["rq_batched"]], math.ceil(n["rq_batched"] / slots)),
-            Mode("stock SimpleWorkers", partial(stock.drain, "simple", n["stock_simple"]), two),
-            Mode("stock rq workers (forking)", partial(stock.drain, "forking", n["stock_forking"]), two),
+            self._rq("rq per-task", TRIVIAL, items[: n.rq], 1),
+            self._rq("rq batched", TRIVIAL, items[: n.rq_batched], math.ceil(n.rq_batched / slots)),
+            Mode("stock SimpleWorkers", partial(stock.drain, "simple", n.stock_simple), two),
+            Mode("stock rq workers (forking)", partial(stock.drain, "forking", n.stock_forking), two),
         ]
         serial = partial(self.serial.run, TRIVIAL, items)
         return rounds.measure_size("trivial", 0, serial, modes, self.plan.target_rounds, self.step, self.shares)

@@ -7,7 +7,7 @@ every other size `rounds` (>= 2). The full plan is sized for <= 60 s on 2 cores,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 from workers.errors import ConfigError
 from workers.netproxy import check_rtt
@@ -30,11 +30,28 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
 
 
 @dataclass(frozen=True)
+class Trivial:
+    """How many trivial tasks each mode runs (pure overhead: the task itself costs next to nothing)."""
+
+    local: int  # serial, Pool and the other in-host modes
+    process: int  # one Process per task
+    subprocess: int  # one interpreter per task
+    rq: int  # one RQ job per task
+    rq_batched: int  # tasks in batch jobs, one batch per slot
+    stock_simple: int  # jobs for stock RQ SimpleWorkers
+    stock_forking: int  # jobs for stock (forking) RQ workers
+
+    @property
+    def most(self) -> int:
+        return max(int(n) for n in astuple(self))
+
+
+@dataclass(frozen=True)
 class Plan:
     """How much of each workload to run."""
 
     sizes: tuple[tuple[int, int], ...]  # (n, tasks)
-    trivial: dict[str, int]  # mode -> tasks
+    trivial: Trivial
     k_sweep: tuple[int, tuple[int, ...], int]  # (n, Ks, tasks)
     subprocess_tasks: int  # a fresh interpreter costs ~40 ms: more tasks would only measure that longer
     rounds: int = 2
@@ -49,15 +66,9 @@ class Plan:
         if quick:
             return Plan(
                 sizes=((30_000, 32), (REFERENCE_SIZE, 8)),
-                trivial={
-                    "local": 2000,
-                    "process": 24,
-                    "subprocess": 4,
-                    "rq": 150,
-                    "rq_batched": 20_000,
-                    "stock_simple": 150,
-                    "stock_forking": 30,
-                },  # fmt: skip
+                trivial=Trivial(
+                    local=2000, process=24, subprocess=4, rq=150, rq_batched=20_000, stock_simple=150, stock_forking=30
+                ),
                 k_sweep=(30_000, (1, 16), 64),
                 subprocess_tasks=4,
                 ipc_rounds=300,
@@ -67,15 +78,9 @@ class Plan:
             )
         return Plan(
             sizes=((3_000, 64), (30_000, 64), (300_000, 16), (REFERENCE_SIZE, 8), (4_000_000, 4)),
-            trivial={
-                "local": 5000,
-                "process": 64,
-                "subprocess": 8,
-                "rq": 300,
-                "rq_batched": 50_000,
-                "stock_simple": 300,
-                "stock_forking": 60,
-            },  # fmt: skip
+            trivial=Trivial(
+                local=5000, process=64, subprocess=8, rq=300, rq_batched=50_000, stock_simple=300, stock_forking=60
+            ),
             k_sweep=(30_000, (1, 4, 16, 64), 128),
             subprocess_tasks=8,
         )

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from statistics import median
-from typing import Any, Literal
+from typing import Literal
+
+from workers.settings import MachineFacts
 
 Verdict = Literal["met", "not met", "too close to call", "invalid", "not measured"]
 
@@ -138,13 +140,7 @@ class NodeSeen:
 class Header:
     """What every run states about itself."""
 
-    python: str
-    implementation: str
-    start_method: str
-    cores: int | None
-    usable_cores: int
-    platform: str
-    host: str
+    machine: MachineFacts
     redis_version: str
     redis: str
     quick: bool
@@ -228,5 +224,6 @@ class Result:
     latency: list[LatencyPoint] = field(default_factory=list)
     wire: list[WireCost] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
+        """The whole record as a JSON object (every dataclass an object, spreads included)."""
         return asdict(self)

@@ -23,11 +23,11 @@ from tasks import catalog
 from workers import client, procs
 from workers.client import Outcome
 from workers.compare.local import Run
+from workers.compare.plan import TRIVIAL
 from workers.compare.records import RqTiming, Spread
 from workers.errors import JobFailed, NodeUnavailable
 from workers.heartbeat import node_key
 
-TRIVIAL = "tasks.cpu.trivial"
 RESULT_TTL = 600  # seconds; the run deletes its jobs at the end anyway
 
 

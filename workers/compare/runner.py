@@ -9,7 +9,6 @@ and nothing of it is left in Redis; signals are held while that clean-up runs.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -28,7 +27,7 @@ from workers.compare.isolation import Footprint, RunRecord
 from workers.compare.plan import Options, Plan
 from workers.compare.records import Header, LatencyPoint, NodeSeen, Result, Row, WireCost
 from workers.errors import ConfigError
-from workers.heartbeat import read_nodes, worker_key
+from workers.heartbeat import live_nodes, read_nodes, worker_key
 from workers.redis_server import connect
 from workers.settings import Settings, default_pool_size, machine_facts
 from workers.tickets import network
@@ -173,25 +172,12 @@ def _rq_side(
         commands += stock.procs
     seen = [
         NodeSeen(
-            str(n["name"]),
-            str(n.get("host", "")),
-            str(n.get("queues", "")),
-            int(n["slots_total"]),
-            str(n["name"]) in used,
-            our_nodes is not None and str(n["name"]) in used,
-        )  # fmt: skip
-        for n in read_nodes(client)
-        if not n["stale"]
+            n.name, n.host, ",".join(n.queues), n.slots_total, n.name in used, our_nodes is not None and n.name in used
+        )
+        for n in live_nodes(client)
     ]
-    facts = machine_facts(settings.start_method)
     header = Header(
-        python=facts["python"],
-        implementation=facts["implementation"],
-        start_method=facts["start_method"],
-        cores=facts["cores"],
-        usable_cores=facts["usable_cores"],
-        platform=facts["platform"],
-        host=facts["host"],
+        machine=machine_facts(settings.start_method),
         redis_version=str(client.info("server")["redis_version"]),
         redis=where,
         quick=opts.quick,
@@ -214,13 +200,12 @@ def _pick_nodes(
     client: redis.Redis, queue: str, named: tuple[str, ...], here: str, cores: int
 ) -> tuple[set[str], int, int]:
     """--nodes 0: exactly the live nodes serving `queue` (or exactly the named ones, if no other serves it)."""
-    live = {str(n["name"]): n for n in read_nodes(client) if not n["stale"]}
-    serving = {name for name, n in live.items() if queue in str(n.get("queues", "")).split(",")}
+    serving = {n.name: n for n in live_nodes(client, queue)}
     if named:
         missing = [n for n in named if n not in serving]
         if missing:
             raise ConfigError(f"no live node named {missing[0]!r} serves queue {queue!r}")
-        others = sorted(serving - set(named))
+        others = sorted(set(serving) - set(named))
         if others:
             raise ConfigError(
                 f"node {others[0]!r} also serves queue {queue!r} and would take compare's jobs: name it too, "
@@ -230,19 +215,19 @@ def _pick_nodes(
         raise ConfigError(
             f"--nodes 0 needs running worker nodes serving queue {queue!r}, and none sent a heartbeat to this Redis"
         )
-    slots = sum(int(live[n]["slots_total"]) for n in serving)
-    local_slots = sum(int(live[n]["slots_total"]) for n in serving if live[n].get("host") == here)
+    slots = sum(n.slots_total for n in serving.values())
+    local_slots = sum(n.slots_total for n in serving.values() if n.host == here)
     cores_used = min(local_slots, cores) + (slots - local_slots)  # other hosts: at most one core per slot
-    return serving, slots, cores_used
+    return set(serving), slots, cores_used
 
 
 def _slot_jobs(client: redis.Redis, header: Header) -> int:
     """Jobs done + failed so far by every slot of the nodes compare uses (RQ's own per-worker counters)."""
     total = 0
     for node in read_nodes(client):
-        if not any(s.name == node["name"] and s.used for s in header.nodes):
+        if not any(s.name == node.name and s.used for s in header.nodes):
             continue
-        for slot in json.loads(str(node.get("slots", "[]"))):
+        for slot in node.slots:
             done, failed = client.hmget(worker_key(slot), "successful_job_count", "failed_job_count")
             total += int(done or 0) + int(failed or 0)
     return total
@@ -254,7 +239,7 @@ def _our_jobs(client: redis.Redis, record: RunRecord) -> int:
 
 
 def _warn(header: Header, result: Result) -> None:
-    cores = max(1, header.usable_cores)
+    cores = max(1, header.machine["usable_cores"])
     busy = max(header.load_start, header.load_end)
     if busy > 0.5 * cores:
         header.warnings.append(

@@ -41,7 +41,7 @@ def check_runs_in_node(name: str) -> None:
 
 
 def _live(conn: redis.Redis) -> bool:
-    return any(not node["stale"] for node in read_nodes(conn))
+    return any(not node.stale for node in read_nodes(conn))
 
 
 def node_runner(

@@ -10,9 +10,8 @@ from typing import Any
 import redis
 
 from tasks import tickets
-from workers import client, defaults
+from workers import client, defaults, heartbeat
 from workers.errors import JobTimeout
-from workers.heartbeat import read_nodes
 from workers.redis_server import Conn
 from workers.settings import Settings, machine_facts
 from workers.tickets import store_redis
@@ -38,12 +37,7 @@ POLL_INTERVAL = 0.1
 
 def live_nodes(r: redis.Redis, queue: str) -> dict[str, int]:
     """Worker nodes that can run this sale's buyers (fresh heartbeat, serving `queue`) and their slot counts."""
-    found: dict[str, int] = {}
-    for node in read_nodes(r):
-        served = {q.strip() for q in str(node.get("queues", "")).split(",")}
-        if not node["stale"] and queue in served:
-            found[str(node["name"])] = int(node["slots_total"])
-    return found
+    return {node.name: node.slots_total for node in heartbeat.live_nodes(r, queue)}
 
 
 def auto_party(buyers: int, nodes: dict[str, int]) -> int:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypedDict
 
 from tasks import tickets
 from tasks.tickets import Outcome, Summary
 from workers.errors import ConfigError
+from workers.settings import MachineFacts
 
 DEFAULT_LOCAL_WINDOW = 0.1
 """Seconds between a local buyer's read and its write (the chapter's processing time)."""
@@ -122,10 +122,6 @@ def check_bench(attempts: int, repeats: int) -> None:
     _in_range("repeats", repeats, 1, BENCH_REPEATS_MAX)
 
 
-Machine = Mapping[str, str | int | None]
-"""The machine a result was measured on, as `workers.settings.machine_facts` states it (cores may be unknown)."""
-
-
 class SaleMeta(TypedDict, total=False):
     """A sale's parameters and timestamps as stored (Redis meta hash, or a file sale's meta.json)."""
 
@@ -187,7 +183,7 @@ class SaleReport(TypedDict, total=False):
     elapsed_s: float
     crashed_buyers: list[str]
     redis: str | None
-    machine: Machine
+    machine: MachineFacts
     # a submitted sale's receipt
     stock: int
     buyers: int
@@ -220,4 +216,4 @@ class BenchResult(TypedDict, total=False):
     ratio_to_naive: dict[str, float]
     reference_per_s: dict[str, int]
     redis: str
-    machine: Machine
+    machine: MachineFacts
