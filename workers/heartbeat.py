@@ -126,11 +126,7 @@ def _json_list(raw: str) -> list[object]:
 class Heart:
     """Measures the node's process tree with psutil and writes the heartbeat hash."""
 
-    def __init__(self, client: redis.Redis, name: str, facts: NodeFacts | Mapping[str, object]) -> None:
-        if not isinstance(facts, NodeFacts):  # the node's former dict; to go once node.py passes NodeFacts.of()
-            queues = tuple(q for q in str(facts["queues"]).split(",") if q)
-            facts = NodeFacts(int(str(facts["pool_size"])), str(facts["start_method"]), queues,
-                              int(str(facts["cores"] or 0)))  # fmt: skip
+    def __init__(self, client: redis.Redis, name: str, facts: NodeFacts) -> None:
         self.client = client
         self.name = name
         self.me = psutil.Process()

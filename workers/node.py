@@ -39,10 +39,10 @@ from workers import client as jobclient
 from workers import defaults, nodectx, recovery
 from workers.errors import ConfigError, RedisUnavailable
 from workers.fanout import Fanout
-from workers.heartbeat import Heart, node_key, worker_key
+from workers.heartbeat import Heart, NodeFacts, node_key, worker_key
 from workers.pool import BatchPool
 from workers.redis_server import connect, redact
-from workers.settings import Settings, machine_facts
+from workers.settings import Settings
 from workers.slot import SlotConfig, slot_main
 
 log = logging.getLogger("mplab.node")
@@ -193,10 +193,7 @@ class Node:
             for i in range(self.settings.pool_size):
                 if not self.stopping:
                     self.slots.append(self._start_slot(i))
-            facts = machine_facts(self.settings.start_method)
-            static = {"pool_size": self.settings.pool_size, "start_method": facts["start_method"],
-                      "queues": ",".join(self.settings.queues), "cores": facts["cores"]}  # fmt: skip
-            self.heart = Heart(self.client, self.name, static)
+            self.heart = Heart(self.client, self.name, NodeFacts.of(self.settings))
             log.warning(
                 "node %s (pid %d): %d slots, Pool(%d) pids %s, start method %s, queues %s",
                 self.name, os.getpid(), len(self.slots), self.settings.pool_size, self.fanout.pool.pids(),
