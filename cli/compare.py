@@ -11,9 +11,9 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-import workers.compare
 from cli import compare_out
 from cli.base import console, err_console, settings_of
+from workers.compare import plan, records, runner
 from workers.redis_server import redis_for
 from workers.settings import Settings, default_pool_size
 
@@ -42,15 +42,13 @@ def compare(
         int | None,
         typer.Option(
             "--nodes",
-            help=f"Worker nodes to start, 0-{workers.compare.MAX_NODES} (0: use nodes already running; see --queue).",
+            help=f"Worker nodes to start, 0-{plan.MAX_NODES} (0: use nodes already running; see --queue).",
             show_default="usable cores",
         ),
     ] = None,
     node_pool: Annotated[
         int,
-        typer.Option(
-            "--node-pool", help=f"Slots (and Pool processes) per started node, 1-{workers.compare.MAX_NODE_POOL}."
-        ),
+        typer.Option("--node-pool", help=f"Slots (and Pool processes) per started node, 1-{plan.MAX_NODE_POOL}."),
     ] = 1,
     queue: Annotated[
         str | None,
@@ -70,7 +68,7 @@ def compare(
         typer.Option(
             "--rtt",
             help="Also run the RQ modes with Redis behind a delaying proxy, per added round-trip time in ms "
-            f"(comma-separated, each 0-1000, at most {workers.compare.MAX_RTTS}), e.g. 0,1,10. Adds time.",
+            f"(comma-separated, each 0-1000, at most {plan.MAX_RTTS}), e.g. 0,1,10. Adds time.",
         ),
     ] = None,
     as_json: Annotated[
@@ -104,7 +102,7 @@ def compare(
             rtts = tuple(float(x) for x in rtt.split(","))
         except ValueError:
             raise _usage(f"--rtt takes milliseconds separated by commas, e.g. 0,1,10; got {rtt!r}") from None
-    opts = workers.compare.Options(
+    opts = plan.Options(
         quick=quick,
         rtts=rtts,
         nodes=default_pool_size() if nodes is None else nodes,
@@ -146,14 +144,14 @@ def compare(
         err_console.print(f"plot written to {plot_path}", markup=False, highlight=False)
 
 
-def _run(settings: Settings, url: str, where: str, opts: workers.compare.Options) -> workers.compare.Result:
+def _run(settings: Settings, url: str, where: str, opts: plan.Options) -> records.Result:
     """The run, with a progress line on a terminal that is redrawn only between measurements.
 
     No refresh thread (`auto_refresh=False`): a render thread in the measuring process takes the GIL
     and slowed a CPU loop by ~18% here; nothing is drawn while a mode runs.
     """
     if not err_console.is_terminal:
-        return workers.compare.run(settings, url, where, opts, lambda label, total: None)
+        return runner.run(settings, url, where, opts, lambda label, total: None)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err_console, transient=True, auto_refresh=False) as progress:
         bar = progress.add_task("starting nodes", total=None)
@@ -163,4 +161,4 @@ def _run(settings: Settings, url: str, where: str, opts: workers.compare.Options
             progress.update(bar, description=label[:60], total=total, advance=1)
             progress.refresh()
 
-        return workers.compare.run(settings, url, where, opts, on_step)
+        return runner.run(settings, url, where, opts, on_step)

@@ -11,8 +11,9 @@ from rich.table import Table
 from cli.base import console
 from workers.lab import zh
 from workers.lab.explain import EXPLAIN
-from workers.lab.records import Outcome
-from workers.lab.verdicts import VERDICTS, Claim, Summary, summarize
+from workers.lab.records import VERDICTS, Claim, Outcome, Summary
+from workers.lab.verdicts import summarize
+from workers.settings import MachineFacts
 
 VERDICT_STYLE = {
     "holds": "green", "wrong": "red", "outdated": "yellow", "too-close": "cyan", "not-measured": "dim",
@@ -63,7 +64,7 @@ def translate(result: Outcome, lang: str) -> Mapping[str, object]:
     return out
 
 
-def _facts_line(facts: Mapping[str, object]) -> str:
+def _facts_line(facts: MachineFacts) -> str:
     return (
         f"Python {facts['python']} · start method {facts['start_method']} · {facts['cores']} cores "
         f"({facts['usable_cores']} usable) · {facts['platform']}"

@@ -13,7 +13,7 @@ import workers.lab as lab
 from cli.lab import app
 from cli.lab_render import default_lang
 from workers.lab import explain, zh
-from workers.lab.verdicts import VERDICTS
+from workers.lab.records import VERDICTS
 
 runner = CliRunner()
 LAB = Path(lab.__file__).parent

@@ -21,8 +21,7 @@ from typing import Any
 import psutil
 
 from workers.errors import ConfigError
-from workers.lab.records import ExperimentResult, Params, ParamValue
-from workers.lab.verdicts import VERDICTS, Claim, Scope, Verdict
+from workers.lab.records import VERDICTS, Claim, ExperimentResult, Params, ParamValue, Scope, Verdict
 from workers.settings import Settings, machine_facts
 
 __all__ = ["VERDICTS", "Claim", "Verdict"]

@@ -7,9 +7,39 @@ A renamed field fails in mypy here and at every reader. Per-experiment measureme
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import NotRequired, TypedDict, final
+from typing import Literal, NotRequired, TypedDict, final
 
-from workers.lab.verdicts import Claim
+from workers.settings import MachineFacts
+
+Verdict = Literal["holds", "wrong", "outdated", "too-close", "not-measured"]
+VERDICTS: tuple[Verdict, ...] = ("holds", "wrong", "outdated", "too-close", "not-measured")
+Scope = Literal["chapter", "edge"]
+
+
+class Claim(TypedDict):
+    """One verdict: the chapter's claim, where it is, what was decided, and the observation behind it.
+
+    scope 'chapter' judges the chapter's own setup; 'edge' is a case the chapter does not use, labelled
+    as such and never counted against the chapter's claim.
+    """
+
+    claim: str
+    section: str
+    verdict: Verdict
+    evidence: str
+    scope: Scope
+    speed: NotRequired[bool]
+
+
+class Summary(TypedDict):
+    """Counts per verdict of the chapter's claims, for a whole run and per chapter section; the edge cases'
+    counts apart (they never count against the chapter); the experiments that failed."""
+
+    verdicts: dict[str, int]
+    sections: dict[str, dict[str, int]]
+    edge: dict[str, int]
+    errors: list[str]
+
 
 ParamValue = int | float | str | bool
 """A parameter's value: its default's type (`Experiment.parse_params` coerces to it)."""
@@ -32,8 +62,8 @@ class ExperimentResult(TypedDict):
 
     name: str
     section: str
-    facts: Mapping[str, object]
-    """`workers.settings.machine_facts` of the run (Python, start method, cores, platform, host)."""
+    facts: MachineFacts
+    """Where it ran: Python, start method, cores, platform, host."""
     params: dict[str, ParamValue]
     elapsed_s: float
     events: list[str]

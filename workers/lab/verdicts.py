@@ -1,4 +1,5 @@
-"""Verdicts: the words the lab may use about a claim, the record of one, and how speed claims are decided.
+"""Verdicts: how speed claims are decided, and the counts of a run (the words and the record of one claim
+are in `workers.lab.records`).
 
 A speed claim ("A is faster than B") is decided on repetitions measured in rounds (A, B; B, A; ...), so
 that both sides of a round see the same load on the machine. A is clearly faster when three views agree:
@@ -11,39 +12,9 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
+from typing import Literal
 
-if TYPE_CHECKING:
-    from workers.lab.records import Outcome
-
-Verdict = Literal["holds", "wrong", "outdated", "too-close", "not-measured"]
-VERDICTS: tuple[Verdict, ...] = ("holds", "wrong", "outdated", "too-close", "not-measured")
-Scope = Literal["chapter", "edge"]
-
-
-class Claim(TypedDict):
-    """One verdict: the chapter's claim, where it is, what was decided, and the observation behind it.
-
-    scope 'chapter' judges the chapter's own setup; 'edge' is a case the chapter does not use, labelled
-    as such and never counted against the chapter's claim.
-    """
-
-    claim: str
-    section: str
-    verdict: Verdict
-    evidence: str
-    scope: Scope
-    speed: NotRequired[bool]
-
-
-class Summary(TypedDict):
-    """Counts per verdict of the chapter's claims, for a whole run and per chapter section; the edge cases'
-    counts apart (they never count against the chapter); the experiments that failed."""
-
-    verdicts: dict[str, int]
-    sections: dict[str, dict[str, int]]
-    edge: dict[str, int]
-    errors: list[str]
+from workers.lab.records import Outcome, Summary, Verdict
 
 
 def summarize(results: Sequence[Outcome]) -> Summary:
