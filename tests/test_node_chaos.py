@@ -119,6 +119,24 @@ def test_kill9_of_a_slot_requeues_its_job_and_restarts_the_slot(nodes, real_redi
     assert int(real_redis.hget("rq:worker:n1.slot1", "pid")) != slot_pid and n1.poll() is None
 
 
+def test_a_job_popped_by_a_slot_killed_before_it_started_the_job_is_not_lost(nodes, real_redis):
+    n1 = nodes.start("n1", pool=1)
+    busy = Queue("high", connection=real_redis, serializer=JSONSerializer).enqueue(cpu.sum_squares, SIZE * 10)
+    wait_until(lambda: busy.get_status(refresh=True) == JobStatus.STARTED)
+    low = Queue("low", connection=real_redis, serializer=JSONSerializer)
+    popped = low.enqueue(cpu.sum_squares, SIZE)
+    # The window RQ (and a stock worker) loses a job in: a slot popped its id (BLPOP) and was killed -9
+    # before its next round trip registered the run. Here the pop is ours and the slot killed is n1's.
+    assert real_redis.lpop(low.key) == popped.id.encode()
+    os.kill(int(real_redis.hget("rq:worker:n1.slot1", "pid")), signal.SIGKILL)
+    wait_until(lambda: popped.get_status(refresh=True) == JobStatus.FINISHED, timeout=60, what="lost job run")
+    popped.refresh()
+    assert popped.meta["deaths"] == 1 and "died before it could start" in popped.meta["interruptions"][0]
+    assert [r.type for r in popped.results()] == [Result.Type.SUCCESSFUL]
+    wait_until(lambda: busy.get_status(refresh=True) == JobStatus.FINISHED, timeout=60)
+    assert [r.type for r in busy.results()] == [Result.Type.SUCCESSFUL] and n1.poll() is None
+
+
 def test_kill9_of_a_slot_mid_batch_stops_its_pool_work_and_requeues_the_batch(nodes, real_redis):
     n1 = nodes.start("n1", pool=1)
     q = Queue("default", connection=real_redis, serializer=JSONSerializer)

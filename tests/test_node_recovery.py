@@ -1,5 +1,6 @@
 """workers.recovery over fakeredis: re-queue counting, the poison limit, one settlement per run, the sweep
-of dead nodes' jobs, and quarantine of unreadable job hashes."""
+of dead nodes' jobs, jobs popped by a slot that died before starting them, and quarantine of unreadable
+job hashes."""
 
 from __future__ import annotations
 
@@ -102,3 +103,39 @@ def test_an_unreadable_job_hash_is_quarantined_with_the_bad_fields_named(fake_re
     readable = Job.fetch(job.id, connection=fake_redis, serializer=JSONSerializer)
     assert readable.get_status() == JobStatus.FAILED and job.id in q.failed_job_registry.get_job_ids()
     assert client.failure_reason(readable) == reason
+
+
+def test_a_job_popped_by_a_slot_that_died_before_starting_it_is_found_and_requeued_once(fake_redis, monkeypatch):
+    q = Queue("default", connection=fake_redis, serializer=JSONSerializer)
+    waiting = q.enqueue(cpu.sum_squares, 1)
+    lost = q.enqueue(cpu.sum_squares, 2)
+    being_started = q.enqueue(cpu.sum_squares, 3)
+    elsewhere = Queue("other", connection=fake_redis, serializer=JSONSerializer).enqueue(cpu.sum_squares, 4)
+    for job in (lost, being_started, elsewhere):  # popped by slots (BLPOP), none registered yet
+        fake_redis.lrem(Queue(job.origin, connection=fake_redis).key, 1, job.id)
+    watches = [recovery.LostJobs(), recovery.LostJobs()]  # two live nodes see the death
+    for watch in watches:
+        watch.note_death()
+        assert watch.check(fake_redis, ("high", "default"), "n2") == []  # a scan: candidates only
+        assert set(watch.candidates) == {lost.id, being_started.id}  # not `waiting`, not another queue's
+    fake_redis.hset(being_started.key, "status", JobStatus.STARTED.value)  # its live slot's next step
+    monkeypatch.setattr(recovery, "LOST_CONFIRM_S", 0.0)
+    first = watches[0].check(fake_redis, ("high", "default"), "n2")
+    assert [(o.job_id, o.action) for o in first] == [(lost.id, "requeued")]
+    assert watches[1].check(fake_redis, ("high", "default"), "n3") == []  # back in its queue: once only
+    assert q.job_ids == [lost.id, waiting.id]  # at the front
+    meta = Job.fetch(lost.id, connection=fake_redis, serializer=JSONSerializer).meta
+    assert meta["deaths"] == 1 and "died before it could start" in meta["interruptions"][0]
+    assert not watches[0].candidates and not watches[0].scan_due
+
+
+def test_dead_slots_are_buried_only_when_their_node_is_dead_too(fake_redis):
+    q = Queue("default", connection=fake_redis, serializer=JSONSerializer)
+    for name in ("gone.slot1", "alive.slot1", "headless.slot1", "3f2a9c"):
+        SimpleWorker([q], connection=fake_redis, name=name, serializer=JSONSerializer).register_birth()
+    fake_redis.set(defaults.NODE_KEY_PREFIX + "alive", "1")
+    fake_redis.set(recovery.slot_key("headless.slot1"), "1")
+    assert recovery.bury_dead_slots(fake_redis) == ["gone.slot1"]
+    names = {w.name for w in SimpleWorker.all(connection=fake_redis)}
+    assert names == {"alive.slot1", "headless.slot1", "3f2a9c"}  # a stock worker is RQ's business
+    assert recovery.bury_dead_slots(fake_redis) == []

@@ -137,6 +137,7 @@ class Node:
         self.stopping = False
         self.deadline: float | None = None
         self.requeued: list[str] = []
+        self.lost = recovery.LostJobs()  # jobs popped by a slot that died before it started them
         self.redis_lost_at: float | None = None  # monotonic time of the first failure of an outage
         self.redis_back_at = time.monotonic()  # since when Redis has answered without a break
         self.failure: str | None = None  # why the node stopped by itself (exit 1)
@@ -281,13 +282,17 @@ class Node:
 
     def _sweep(self) -> None:
         """Re-queue jobs of dead nodes; only once Redis has answered for a heartbeat TTL (after an outage
-        every live node's key may have expired: they get that long to write it again). Also move retries
-        whose interval is over from the scheduled registry back to their queue (RQ's scheduler's job)."""
+        every live node's key may have expired: they get that long to write it again), and jobs that a
+        dead slot had popped but not started (`recovery.LostJobs`). Also move retries whose interval is
+        over from the scheduled registry back to their queue (RQ's scheduler's job)."""
         if self.redis_lost_at is not None or time.monotonic() - self.redis_back_at < defaults.HEARTBEAT_TTL:
             return
         try:
             jobclient.promote_due(self.client, self.settings.queues)
             outcomes = recovery.sweep(self.client, self.settings.queues, self.name)
+            if recovery.bury_dead_slots(self.client) or outcomes:
+                self.lost.note_death()
+            outcomes += self.lost.check(self.client, self.settings.queues, self.name)
         except redis.RedisError as exc:
             log.warning("node %s: sweep failed: %s", self.name, exc)
             return
@@ -331,6 +336,7 @@ class Node:
                 self._requeue(self._current_runs(slot.name), slot.name, reason, recovery.Cut.DEATH)
             except redis.RedisError:
                 continue  # Redis went away meanwhile: next round
+            self.lost.note_death()  # it may have popped a job it had not registered yet
             fresh = self._start_slot(i)
             fresh.failures = slot.failures
             self.slots[i] = fresh

@@ -5,6 +5,9 @@ a run first - the slot writing its result, or a node/sweeper re-queueing it - cl
 `SET NX` (`mplab:claim:JOB:EXECUTION`), so a run is settled once: a job re-queued by a sweeper is not
 also finished by the slot it was taken from (one result per job, at-least-once execution).
 
+A job popped by a slot that died before it registered the run is in no queue and no registry: after
+every slot death a node scans for such jobs (`LostJobs`) and re-queues those still lost a moment later.
+
 Counters in `job.meta` (kept across re-queues):
   interruptions   every reason the job was put back or failed by a node, oldest first
   deaths          runs cut because the node or slot running it died; POISON_LIMIT of them fail the job
@@ -16,12 +19,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import redis
 from rq.exceptions import NoSuchJobError
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
+from rq.queue import Queue
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.results import Result
 from rq.serializers import JSONSerializer
@@ -159,6 +165,111 @@ def sweep(client: redis.Redis, queues: tuple[str, ...], owner: str) -> list[Outc
     return outcomes
 
 
+def bury_dead_slots(client: redis.Redis) -> list[str]:
+    """Bury the RQ records of slots whose liveness key and node's heartbeat have both expired (a node
+    killed with everything in it); returns their names. Their runs are `sweep`'s; a job they had popped
+    but not yet registered is `LostJobs`'."""
+    prefix = SimpleWorker.redis_worker_namespace_prefix
+    members = [m.decode() for m in client.smembers(SimpleWorker.redis_workers_keys)]  # type: ignore[union-attr]
+    slots = [(n, m["node"]) for key in members if (m := SLOT_NAME.match(n := key.removeprefix(prefix)))]
+    if not slots:
+        return []
+    with client.pipeline(transaction=False) as pipe:
+        for name, node in slots:
+            pipe.exists(defaults.NODE_KEY_PREFIX + node, slot_key(name))
+        alive = pipe.execute()
+    dead = [name for (name, _node), keys in zip(slots, alive, strict=True) if keys == 0]
+    for name in dead:
+        bury(client, name)
+    return dead
+
+
+LOST_CONFIRM_S = 1.5
+"""How long a job must stay popped-but-unregistered to count as lost (a live slot registers it in ms)."""
+
+
+@dataclass
+class LostJobs:
+    """Finds jobs popped by a slot that died before it registered the run, and re-queues them.
+
+    Such a job has status `queued` but is in no queue list: RQ (and a stock worker) would lose it for
+    good. After a slot death (`note_death`), `check` scans the job hashes once; candidates still lost
+    `LOST_CONFIRM_S` later (a live slot in the same step has registered its job by then) are re-queued
+    at the front, counted as a death (the poison limit applies). The scan walks every `rq:job:*` key:
+    it runs only after a death.
+    """
+
+    scan_due: bool = False
+    candidates: dict[str, tuple[str, float]] = field(default_factory=dict)  # job id -> (queue, seen at)
+
+    def note_death(self) -> None:
+        self.scan_due = True
+
+    def check(self, client: redis.Redis, queues: tuple[str, ...], owner: str) -> list[Outcome]:
+        outcomes = []
+        now_m = time.monotonic()
+        due = {j: q for j, (q, seen) in self.candidates.items() if now_m - seen >= LOST_CONFIRM_S}
+        if due:
+            for job_id, queue in _unlisted(client, list(due.items())):
+                reason = f"popped from {queue} by a slot that died before it could start the job"
+                if claim(client, job_id, "lost:" + _enqueued_at(client, job_id), owner):
+                    outcomes.append(interrupt(client, job_id, None, reason, Cut.DEATH, owner))
+            for job_id in due:
+                del self.candidates[job_id]
+        if self.scan_due:
+            self.scan_due = False
+            for job_id, queue in scan_unlisted(client, queues):
+                self.candidates.setdefault(job_id, (queue, now_m))
+        return outcomes
+
+
+def _enqueued_at(client: redis.Redis, job_id: str) -> str:
+    return as_text(client.hget(Job.key_for(job_id), "enqueued_at") or b"")
+
+
+def scan_unlisted(client: redis.Redis, queues: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(job id, queue) of every job of `queues` whose status is `queued` but that is in no queue list."""
+    listed: set[str] = set()
+    with client.pipeline(transaction=False) as pipe:
+        for queue in queues:
+            key = Queue(queue, connection=client).key
+            pipe.lrange(key, 0, -1)
+            pipe.lrange(IntermediateQueue.get_intermediate_queue_key(key), 0, -1)
+        for ids in pipe.execute():
+            listed.update(i.decode() for i in ids)
+    prefix = Job.redis_job_namespace_prefix
+    ids = [k.decode()[len(prefix) :] for k in client.scan_iter(match=prefix + "*", count=1000)]
+    ids = [i for i in ids if ":" not in i and i not in listed]  # not rq:job:ID:dependents and the like
+    found = []
+    for start in range(0, len(ids), 1000):
+        part = ids[start : start + 1000]
+        with client.pipeline(transaction=False) as pipe:
+            for job_id in part:
+                pipe.hmget(Job.key_for(job_id), "status", "origin")
+            rows = pipe.execute()
+        for job_id, (status, origin) in zip(part, rows, strict=True):
+            if status == JobStatus.QUEUED.value.encode() and origin and origin.decode() in queues:
+                found.append((job_id, origin.decode()))
+    return found
+
+
+def _unlisted(client: redis.Redis, jobs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Those of `jobs` still `queued` and still in neither their queue nor its intermediate list."""
+    with client.pipeline(transaction=False) as pipe:
+        for job_id, queue in jobs:
+            key = Queue(queue, connection=client).key
+            pipe.hget(Job.key_for(job_id), "status")
+            pipe.lpos(key, job_id)
+            pipe.lpos(IntermediateQueue.get_intermediate_queue_key(key), job_id)
+        rows = pipe.execute()
+    out = []
+    for i, job in enumerate(jobs):
+        status, in_queue, in_intermediate = rows[3 * i : 3 * i + 3]
+        if status == JobStatus.QUEUED.value.encode() and in_queue is None and in_intermediate is None:
+            out.append(job)
+    return out
+
+
 def bury(client: redis.Redis, worker: str) -> None:
     """Mark a dead slot's RQ worker record dead (`rq info` stops listing it; its name may be reused)."""
     with contextlib.suppress(Exception):
@@ -182,13 +293,13 @@ def quarantine(client: redis.Redis, job_id: str, queue: str, error: BaseExceptio
     fix: dict[str, str] = {"status": JobStatus.FAILED.value}
     if raw.get("status") not in {s.value for s in JobStatus}:
         bad.append(f"status={raw.get('status')!r}")
-    for field in DATE_FIELDS:
-        if raw.get(field):
+    for name in DATE_FIELDS:
+        if raw.get(name):
             try:
-                str_to_date(raw[field])
+                str_to_date(raw[name])
             except ValueError:
-                bad.append(f"{field}={raw[field]!r}")
-                fix[field] = utcformat(now())
+                bad.append(f"{name}={raw[name]!r}")
+                fix[name] = utcformat(now())
     if not raw.get("origin"):
         fix["origin"] = queue
     detail = ", ".join(bad) or f"{type(error).__name__}: {error}"
