@@ -139,3 +139,21 @@ def test_dead_slots_are_buried_only_when_their_node_is_dead_too(fake_redis):
     names = {w.name for w in SimpleWorker.all(connection=fake_redis)}
     assert names == {"alive.slot1", "headless.slot1", "3f2a9c"}  # a stock worker is RQ's business
     assert recovery.bury_dead_slots(fake_redis) == []
+
+
+def test_a_requeue_retried_after_a_redis_error_counts_and_queues_the_run_once(fake_redis):
+    q = Queue("default", connection=fake_redis, serializer=JSONSerializer)
+    job = q.enqueue(cpu.sum_squares, 10)
+    _run, execution_id = start_run(fake_redis, q)
+    for _attempt in range(2):  # the same owner again, as `_persist` retries it
+        outcome = recovery.interrupt(fake_redis, job.id, execution_id, "node n1 died", Cut.DEATH, "n2")
+        assert outcome.action == "requeued"
+    job.refresh()
+    assert job.meta["deaths"] == 1 and job.meta["requeues"] == 1 and len(job.meta["interruptions"]) == 1
+    assert q.job_ids == [job.id]  # queued once: it runs once more, not twice
+    fake_redis.lpop(q.key)  # the retry came after the first attempt's counts but before its re-queue
+    assert recovery.interrupt(fake_redis, job.id, execution_id, "node n1 died", Cut.DEATH, "n2").action == "requeued"
+    assert (
+        q.job_ids == [job.id]
+        and Job.fetch(job.id, connection=fake_redis, serializer=JSONSerializer).meta["deaths"] == 1
+    )

@@ -90,9 +90,16 @@ def interrupt(client: redis.Redis, job_id: str, execution_id: str | None, reason
         return Outcome(job_id, "skipped", "job vanished")
     if job.get_status() in SETTLED:
         return Outcome(job_id, "skipped", "job already finished")
-    count = int(job.meta.get(cut.value, 0)) + 1
-    job.meta[cut.value] = count
-    job.meta.setdefault("interruptions", []).append(reason)
+    run = execution_id or "queued:" + (job.enqueued_at.isoformat() if job.enqueued_at else "")
+    counted: list[str] = job.meta.setdefault("counted_runs", [])
+    fresh = run not in counted  # else a retry after a Redis error part-way: this run is counted already
+    if not fresh and client.lpos(Queue(job.origin, connection=client).key, job_id) is not None:
+        return Outcome(job_id, "requeued", reason)  # ...and back in its queue already
+    count = int(job.meta.get(cut.value, 0)) + fresh
+    if fresh:
+        job.meta[cut.value] = count
+        job.meta.setdefault("interruptions", []).append(reason)
+        counted[:] = [*counted[-(defaults.POISON_LIMIT + defaults.POOL_DEATH_LIMIT + 4) :], run]
     job.meta.pop("progress", None)  # the cut run's; the next run reports its own
     limit = {Cut.DEATH: defaults.POISON_LIMIT, Cut.POOL: defaults.POOL_DEATH_LIMIT + 1}.get(cut)
     started = StartedJobRegistry(job.origin, connection=client)
@@ -103,7 +110,7 @@ def interrupt(client: redis.Redis, job_id: str, execution_id: str | None, reason
         _fail(client, job, started, final)
         log.warning("job %s %s", job_id, final)
         return Outcome(job_id, "failed", final)
-    job.meta["requeues"] = int(job.meta.get("requeues", 0)) + 1
+    job.meta["requeues"] = int(job.meta.get("requeues", 0)) + fresh
     job.save_meta()
     with client.pipeline() as pipe:
         for execution in job.get_executions():
