@@ -219,7 +219,7 @@ def test_no_render_thread_runs_while_measuring(monkeypatch):
     from rich.live import _RefreshThread
 
     from cli import compare as cli_compare
-    from workers import compare
+    from workers.compare import plan, runner
     from workers.settings import Settings
 
     seen: list[list[str]] = []
@@ -230,7 +230,7 @@ def test_no_render_thread_runs_while_measuring(monkeypatch):
             seen.append([type(t).__name__ for t in threading.enumerate() if isinstance(t, _RefreshThread)])
         return "result"  # ...and a mode would run here, with no render thread alive
 
-    monkeypatch.setattr(compare, "run", fake_run)
+    monkeypatch.setattr(runner, "run", fake_run)
     monkeypatch.setattr(type(cli_compare.err_console), "is_terminal", property(lambda self: True))
-    assert cli_compare._run(Settings(), "redis://x", "here", compare.Options()) == "result"
+    assert cli_compare._run(Settings(), "redis://x", "here", plan.Options()) == "result"
     assert seen == [[], []]

@@ -23,7 +23,8 @@ from rq.serializers import JSONSerializer
 
 from tasks import batch, cpu
 from tests.chaos_tools import SIZE, assert_gone, assert_one_result_each, finished_once, tree, wait_until
-from workers.redis_server import die_with_parent, find_redis_server
+from workers.proclife import die_with_parent
+from workers.redis_server import find_redis_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -36,7 +36,7 @@ from rq.worker import SimpleWorker
 
 from tasks.registry import AllowList
 from workers import client as jobclient
-from workers import defaults, nodectx, recovery
+from workers import defaults, nodectx, proclife, recovery
 from workers.errors import ConfigError, RedisUnavailable
 from workers.fanout import Fanout
 from workers.heartbeat import Heart, NodeFacts, node_key, worker_key
@@ -168,13 +168,13 @@ class Node:
         # or the node's death would not be an EOF on its own pipe. Other start methods copy nothing.
         inherited = [ours, *(s.conn for s in self.slots)] if self.settings.start_method == "fork" else []
         proc = self.ctx.Process(target=slot_main, args=(cfg, theirs, self.lock, inherited), name=cfg.name)  # type: ignore[attr-defined]
-        with nodectx.signals_blocked():
+        with proclife.signals_blocked():
             proc.start()
         theirs.close()
         return Slot(cfg.name, proc, ours, started=time.monotonic())
 
     def _start_pool(self) -> BatchPool:
-        with nodectx.signals_blocked():  # the Pool's threads (which re-fork workers) keep them blocked
+        with proclife.signals_blocked():  # the Pool's threads (which re-fork workers) keep them blocked
             return BatchPool(self.ctx, self.settings.pool_size, self.name, self.url, self.lock, self.functions)
 
     def run(self) -> int:

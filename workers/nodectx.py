@@ -1,17 +1,12 @@
 """Per-process context inside a worker node: which node, its Redis, and its host-wide Lock.
 
 Set once in every process of a node (slots and Pool processes) from values the node passes down at
-process creation; never a Redis client across a process boundary, only its URL.
+process creation; never a Redis client across a process boundary, only its URL. (How those processes
+start and end is `workers.proclife`'s.)
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import os
-import signal
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -20,42 +15,6 @@ _node = ""
 _url: str | None = None
 _client: redis.Redis | None = None
 _host_lock: Any = None
-
-
-SHUTDOWN_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-
-
-@contextlib.contextmanager
-def signals_blocked() -> Iterator[None]:
-    """Block SIGTERM/SIGINT while starting node processes (and in the threads started meanwhile).
-
-    A child inherits its parent's signal handlers and mask: with the signals blocked, one sent before
-    the child has installed its own handlers waits, instead of running the node's handler in the child.
-    """
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def child_signals(on_term: Any = signal.SIG_DFL) -> None:
-    """First thing in a node's child: its own handlers (Ctrl-C is the node's to handle), then unblock."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, on_term)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, SHUTDOWN_SIGNALS)
-
-
-def die_with_parent(sig: int, parent_pid: int) -> bool:
-    """Have Linux send `sig` to this process the moment its parent dies (PR_SET_PDEATHSIG).
-
-    Returns False if the parent is already gone (the request came too late). Elsewhere a no-op: the
-    callers also poll their parent pid.
-    """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)
-    return os.getppid() == parent_pid
 
 
 def init(node_name: str, redis_url: str | None, host_lock: Any) -> None:

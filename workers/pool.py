@@ -20,7 +20,7 @@ from typing import Any
 from tasks import batch
 from tasks.batch import BatchResult, ChunkResult
 from tasks.registry import AllowList
-from workers import defaults, nodectx
+from workers import defaults, nodectx, proclife
 
 Progress = tuple[str, int, int]
 """(job id, tasks done since the last report, pid); a count of 0 says the pid started a chunk of that job."""
@@ -29,23 +29,15 @@ _progress: SimpleQueue[Progress] | None = None
 _functions = AllowList([])  # the node's allow-list, set in each Pool process
 
 
-def _watch_parent(parent_pid: int) -> None:
-    """Exit this process if the node that owns it disappears (no orphans)."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent_pid:
-            os._exit(0)
-
-
 def _init(progress: SimpleQueue[Progress], node: str, url: str | None, lock: Any, functions: AllowList) -> None:
     global _progress, _functions
-    nodectx.child_signals()
+    proclife.child_signals()
     parent = os.getppid()  # the node (fork, spawn) or its fork server, which exits with the node
-    if not nodectx.die_with_parent(signal.SIGKILL, parent):  # nothing of a dead node's Pool work is kept
+    if not proclife.die_with_parent(signal.SIGKILL, parent):  # nothing of a dead node's Pool work is kept
         os._exit(0)
     _progress, _functions = progress, functions
     nodectx.init(node, url, lock)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watch").start()
+    proclife.watch_parent(parent, lambda: os._exit(0))  # where PR_SET_PDEATHSIG is not available
 
 
 def run_chunk(job_id: str, task: str, items: list[list[Any]]) -> ChunkResult:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from workers.redis_server import die_with_parent
+from workers import proclife
 
 
 def spawn(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
@@ -26,7 +26,7 @@ def spawn(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subpr
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},
-            preexec_fn=die_with_parent,
+            preexec_fn=proclife.die_with_parent,
         )
     finally:
         if log is not None and not isinstance(out, int):

@@ -9,7 +9,6 @@ killed CLI cannot leave it behind.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import importlib.util
 import json
 import os
@@ -18,7 +17,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,7 +26,7 @@ from pathlib import Path
 import psutil
 import redis
 
-from workers import defaults
+from workers import defaults, proclife
 from workers.errors import ConfigError, RedisUnavailable
 
 INSTALL_HINT = (
@@ -84,14 +82,6 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def die_with_parent() -> None:
-    """preexec_fn: ask Linux to SIGTERM the server when the process that started it dies."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @dataclass
 class RedisServer:
     """A running redis-server this process started."""
@@ -131,7 +121,7 @@ def start_server(*, tied_to_parent: bool = True) -> tuple[RedisServer, subproces
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C goes to us; we stop the server in order
-            preexec_fn=die_with_parent if tied_to_parent else None,
+            preexec_fn=proclife.die_with_parent if tied_to_parent else None,
         )
         url = f"redis://:{password}@127.0.0.1:{port}/0"
         deadline = time.monotonic() + defaults.REDIS_START_TIMEOUT

@@ -29,7 +29,7 @@ from rq.worker.base import WorkerStatus
 
 from tasks import batch, catalog
 from tasks.registry import AllowList, UnknownTask, name_of
-from workers import defaults, nodectx, recovery
+from workers import defaults, nodectx, proclife, recovery
 from workers.errors import PayloadTooLarge
 from workers.fanout import BatchRequest, Cancel, Reply
 from workers.lean_worker import LeanWorker
@@ -339,23 +339,15 @@ class SlotConfig:
     redis_timeout: float = defaults.REDIS_TIMEOUT
 
 
-def _keep_alive(worker: SlotWorker, client: redis.Redis, parent_pid: int) -> None:
-    """Renew this slot's liveness key (what sweepers check once its node's heartbeat is gone), and
-    warm-stop the slot if its node disappears where PR_SET_PDEATHSIG is not available."""
+def _keep_alive(worker: SlotWorker, client: redis.Redis) -> None:
+    """Renew this slot's liveness key: what sweepers check once its node's heartbeat is gone."""
     key = recovery.slot_key(worker.name)
-    next_beat = 0.0
-    told = False
     while True:
-        if os.getppid() != parent_pid and not told:
-            told = True
-            os.kill(os.getpid(), signal.SIGTERM)
-        if time.monotonic() >= next_beat:
-            try:
-                client.set(key, str(os.getpid()), ex=defaults.HEARTBEAT_TTL)
-            except redis.RedisError:
-                worker.trouble = True
-            next_beat = time.monotonic() + defaults.HEARTBEAT_INTERVAL
-        time.sleep(0.2)
+        try:
+            client.set(key, str(os.getpid()), ex=defaults.HEARTBEAT_TTL)
+        except redis.RedisError:
+            worker.trouble = True
+        time.sleep(defaults.HEARTBEAT_INTERVAL)
 
 
 def _wait_for_redis(cfg: SlotConfig, parent_pid: int) -> None:
@@ -385,8 +377,8 @@ def slot_main(cfg: SlotConfig, hub: Connection, lock: Any, inherited: list[Conne
     for conn in inherited:
         conn.close()
     parent_pid = os.getppid()
-    nodectx.child_signals()  # RQ installs its warm-shutdown SIGTERM handler in work()
-    if not nodectx.die_with_parent(signal.SIGTERM, parent_pid):  # SIGTERM: a warm stop, see request_stop
+    proclife.child_signals()  # RQ installs its warm-shutdown SIGTERM handler in work()
+    if not proclife.die_with_parent(signal.SIGTERM, parent_pid):  # SIGTERM: a warm stop, see request_stop
         return
     nodectx.init(cfg.node, cfg.url, lock)
     _wait_for_redis(cfg, parent_pid)
@@ -397,7 +389,9 @@ def slot_main(cfg: SlotConfig, hub: Connection, lock: Any, inherited: list[Conne
     )  # fmt: skip
     worker.hub = hub
     worker.redis_timeout = cfg.redis_timeout
-    threading.Thread(target=_keep_alive, args=(worker, connection, parent_pid), daemon=True, name="keeper").start()
+    threading.Thread(target=_keep_alive, args=(worker, connection), daemon=True, name="keeper").start()
+    # a warm stop if the node disappears where PR_SET_PDEATHSIG is not available
+    proclife.watch_parent(parent_pid, lambda: os.kill(os.getpid(), signal.SIGTERM), interval=0.2)
     try:
         worker.work(burst=cfg.burst, logging_level=cfg.log_level)
     finally:

@@ -20,10 +20,9 @@ from multiprocessing.pool import Pool
 from typing import Any
 
 from tasks import catalog
-from workers import nodectx
+from workers import proclife
 from workers.compare.records import RqTiming
 from workers.pool import stop_pool
-from workers.redis_server import die_with_parent
 
 
 @dataclass
@@ -42,18 +41,8 @@ def task_fn(task: str) -> Callable[..., Any]:
     return functools.partial(catalog.call_raw, task)
 
 
-def quiet_child() -> None:
-    """Children leave Ctrl-C to this command, which stops them in order; they die with it.
-
-    Started under `nodectx.signals_blocked()`: a Ctrl-C that reaches the group between the fork and
-    this handler waits instead of raising KeyboardInterrupt (a traceback) in the child's bootstrap.
-    """
-    nodectx.child_signals()
-    die_with_parent()
-
-
 def _serial_loop(conn: Connection, parent_end: Connection | None) -> None:
-    quiet_child()
+    proclife.quiet_child()
     if parent_end is not None:
         parent_end.close()  # our copy of the parent's end (fork): without it, the parent's exit is no EOF
     while True:
@@ -74,7 +63,7 @@ class SerialChild:
     def __init__(self, ctx: BaseContext) -> None:
         self.conn, theirs = ctx.Pipe()
         self.proc = ctx.Process(target=_serial_loop, args=(theirs, self.conn), name="mplab-serial")  # type: ignore[attr-defined]
-        with nodectx.signals_blocked():
+        with proclife.signals_blocked():
             self.proc.start()
         theirs.close()
 
@@ -93,7 +82,7 @@ class SerialChild:
 
 
 def _child(conn: Connection, task: str, args: list[Any]) -> None:
-    quiet_child()
+    proclife.quiet_child()
     conn.send(catalog.TASKS.raw(task)(*args))
     conn.close()
 
@@ -109,7 +98,7 @@ def process_per_task(ctx: BaseContext, task: str, items: list[list[Any]], worker
             while next_item < len(items) and len(running) < workers:
                 ours, theirs = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_child, args=(theirs, task, items[next_item]))  # type: ignore[attr-defined]
-                with nodectx.signals_blocked():
+                with proclife.signals_blocked():
                     proc.start()
                 theirs.close()
                 running.append((next_item, proc, ours))
@@ -138,8 +127,8 @@ def pool_map(pool: Pool, task: str, items: list[list[Any]], workers: int, chunks
 def warm_pool(ctx: BaseContext, workers: int) -> Iterator[tuple[Pool, float]]:
     """A Pool and the seconds until all its processes answered one task each; always stopped in <= ~1 s."""
     t0 = time.perf_counter()
-    with nodectx.signals_blocked():  # the Pool's threads (which re-fork workers) keep them blocked too
-        pool: Pool = ctx.Pool(workers, initializer=quiet_child)
+    with proclife.signals_blocked():  # the Pool's threads (which re-fork workers) keep them blocked too
+        pool: Pool = ctx.Pool(workers, initializer=proclife.quiet_child)
     try:
         pool.map(abs, range(workers), chunksize=1)
         yield pool, time.perf_counter() - t0

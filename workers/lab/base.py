@@ -14,7 +14,7 @@ import multiprocessing as mp
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,21 +304,6 @@ def stop_mp_helpers() -> None:
         if stop is not None:
             with contextlib.suppress(Exception):
                 stop()
-
-
-@contextlib.contextmanager
-def reaped(*procs: Any, timeout: float = 2) -> Iterator[None]:
-    """Whatever happens in the block, let the given processes end (`timeout` s), then kill and join them."""
-    try:
-        yield
-    finally:
-        for proc in procs:
-            if proc.pid is None:
-                continue
-            proc.join(timeout=timeout)
-            if proc.is_alive():
-                proc.kill()
-            proc.join()
 
 
 def timed(fn: Callable[[], Any], repeats: int) -> list[float]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workers.lab.base import Lab, experiment, reaped
+from workers.lab.base import Lab, experiment
 from workers.lab.verdicts import interleaved, lead, speed_verdict, spread
+from workers.proclife import reaped
 
 CONTENTION = "contention makes a Lock dearer: processes sharing one Lock pay more per update than one process alone"
 

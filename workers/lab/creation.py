@@ -12,7 +12,8 @@ from typing import Any
 import psutil
 
 from workers.errors import Unsupported
-from workers.lab.base import Lab, experiment, median, reaped, status_of, wait_status
+from workers.lab.base import Lab, experiment, median, status_of, wait_status
+from workers.proclife import reaped
 
 # -- 5.1 os.fork -----------------------------------------------------------------------------------------
 

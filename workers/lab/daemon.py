@@ -10,7 +10,8 @@ import sys
 import time
 from typing import Any
 
-from workers.lab.base import Lab, experiment, kill_and_forget, reaped, status_of
+from workers.lab.base import Lab, experiment, kill_and_forget, status_of
+from workers.proclife import reaped
 
 
 def _quick() -> None:

@@ -11,7 +11,8 @@ from typing import Any
 import psutil
 
 from workers.errors import LabError
-from workers.lab.base import Lab, describe_pid, experiment, os_parent, reaped, status_of, wait_status
+from workers.lab.base import Lab, describe_pid, experiment, os_parent, status_of, wait_status
+from workers.proclife import reaped
 from workers.settings import default_pool_size
 
 # -- 3.2 identity ----------------------------------------------------------------------------------------

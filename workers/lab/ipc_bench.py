@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from workers.lab.base import reaped
+from workers.proclife import reaped
 
 KINDS: tuple[str, ...] = ("pipe", "queue", "simplequeue", "value", "manager", "socket", "redis")
 """Mechanisms, in the order the IPC table lists them."""

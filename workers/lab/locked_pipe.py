@@ -9,7 +9,8 @@ import threading
 import time
 from typing import Any, TypedDict
 
-from workers.lab.base import Lab, experiment, reaped
+from workers.lab.base import Lab, experiment
+from workers.proclife import reaped
 
 LOCKED_PIPE = (
     "one Lock held around every send_bytes() makes a Pipe end safe for several writers (what a Queue does inside)"

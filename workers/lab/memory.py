@@ -13,7 +13,8 @@ from typing import Any, TypedDict
 import psutil
 
 from workers.errors import ConfigError
-from workers.lab.base import Lab, experiment, reaped
+from workers.lab.base import Lab, experiment
+from workers.proclife import reaped
 
 MiB = 1024 * 1024
 

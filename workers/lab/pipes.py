@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from workers.errors import LabError
-from workers.lab.base import Lab, experiment, median, reaped
+from workers.lab.base import Lab, experiment, median
 from workers.lab.ipc_bench import measure
 from workers.lab.verdicts import combined, interleaved, rounds_won, speed_table, speed_verdict, spread
+from workers.proclife import reaped
 
 SENT: tuple[Any, ...] = ("Hello from Sender-1", {"type": "data", "value": 42}, [1, 2, 3, 4, 5], *range(1000))
 """What the one-way sender sends: the chapter's three messages, then 1000 ints (about 16 KiB pickled)."""

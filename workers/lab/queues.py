@@ -8,7 +8,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from workers.lab.base import Lab, experiment, reaped
+from workers.lab.base import Lab, experiment
+from workers.proclife import reaped
 
 # -- 6.1 data isolation ----------------------------------------------------------------------------------
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import psutil
 
-from workers.lab.base import Lab, experiment, reaped, wait_status
+from workers.lab.base import Lab, experiment, wait_status
+from workers.proclife import reaped
 
 # -- 4.2.1 many zombies ----------------------------------------------------------------------------------
 

@@ -11,16 +11,8 @@ from typing import Any
 
 import psutil
 
-from workers.lab.base import (
-    Lab,
-    Verdict,
-    experiment,
-    kill_and_forget,
-    reaped,
-    status_of,
-    wait_gone,
-    wait_status,
-)
+from workers.lab.base import Lab, Verdict, experiment, kill_and_forget, status_of, wait_gone, wait_status
+from workers.proclife import reaped
 
 PR_SET_CHILD_SUBREAPER = 36
 

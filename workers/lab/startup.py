@@ -13,8 +13,9 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from workers.lab import probe
-from workers.lab.base import Lab, experiment, median, reaped, timed
+from workers.lab.base import Lab, experiment, median, timed
 from workers.lab.verdicts import interleaved, speed_verdict, spread
+from workers.proclife import reaped
 
 # -- 5.3 Process subclasses ------------------------------------------------------------------------------
 

@@ -7,9 +7,10 @@ import queue as queue_mod
 import time
 from typing import Any
 
-from workers.lab.base import Lab, experiment, reaped
+from workers.lab.base import Lab, experiment
 from workers.lab.pipes import pipe_writer
 from workers.lab.verdicts import interleaved, lead, speed_verdict, spread
+from workers.proclife import reaped
 
 # -- 6.4 many writers ------------------------------------------------------------------------------------
 

@@ -17,12 +17,12 @@ from workers.lab.base import (
     experiment,
     kill_and_forget,
     os_parent,
-    reaped,
     status_of,
     wait_gone,
     wait_status,
 )
 from workers.lab.special import _describe
+from workers.proclife import reaped
 
 # -- 4.2 zombie ------------------------------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Barrier, Lock
@@ -34,7 +33,7 @@ import redis
 
 from tasks import tickets
 from tasks.tickets import Outcome
-from workers import nodectx
+from workers import proclife
 from workers.errors import ConfigError, ExperimentFailed
 from workers.redis_server import Conn
 from workers.settings import Settings, machine_facts
@@ -182,7 +181,7 @@ def file_buyer(path: str, sale_id: str, spec: SaleSpec, name: str, barrier: Barr
     attempt raises (a broken start barrier, an unreadable ticket.json) records a failure row naming the
     exception, unless its outcome is already in the ledger, and exits with code 1 without a traceback.
     """
-    nodectx.child_signals()
+    proclife.child_signals()
     store = FileStore.at(Path(path))
     row = tickets.ledger_row(
         sale_id, name, spec.mode, node="local", host=socket.gethostname(), pid=os.getpid(), now=0.0
@@ -261,7 +260,7 @@ def redis_buyer_process(url: str, sale_id: str, name: str, barrier: Barrier, hos
     attempt raises (a broken start barrier, a Redis error) records a failure row naming the exception,
     unless its outcome is already in the sale's ledger, and exits with code 1 without a traceback.
     """
-    nodectx.child_signals()
+    proclife.child_signals()
     client = redis.Redis.from_url(url)
     try:
         redis_buyer.buy(client, sale_id, name, host_lock=host_lock, align=lambda: barrier.wait(BARRIER_TIMEOUT))
@@ -284,27 +283,14 @@ def exit_quietly(code: int) -> None:
     os._exit(code)
 
 
-@contextlib.contextmanager
-def reaped(procs: list[BaseProcess]) -> Iterator[None]:
-    """Whatever happens, no buyer process outlives the sale."""
-    try:
-        yield
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-            with contextlib.suppress(ValueError, AssertionError):
-                proc.join()
-
-
 def run_all(procs: list[BaseProcess]) -> None:
     """Start every buyer, give them JOIN_TIMEOUT together, and leave none behind.
 
     SIGINT/SIGTERM stay blocked while the buyers start, so a Ctrl-C reaches none of them before it has
-    set its own handlers (`nodectx.child_signals`): it interrupts this process, which reaps them all.
+    set its own handlers (`proclife.child_signals`): it interrupts this process, which reaps them all.
     """
-    with reaped(procs):
-        with nodectx.signals_blocked():
+    with proclife.reaped(*procs):
+        with proclife.signals_blocked():
             for proc in procs:
                 try:
                     proc.start()
