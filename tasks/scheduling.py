@@ -125,44 +125,13 @@ def mlq(jobs: Sequence[Job], switch_cost: int = 0) -> list[Segment]:
     return _non_preemptive(jobs, lambda j: (PRIORITIES.index(j.get("priority", "default")), j["arrival"]), switch_cost)
 
 
-def rr(jobs: Sequence[Job], quantum: int = 2, switch_cost: int = 0) -> list[Segment]:
-    """Round robin; arrivals during a slice queue ahead of the preempted job."""
-    if quantum < 1:
-        raise ValueError("quantum must be >= 1")
+def _preemptive(jobs: Sequence[Job], quanta: Sequence[int | None], switch_cost: int) -> list[Segment]:
+    """Levels served highest first; a job runs for its level's quantum (None: to completion), and if not
+    done joins the end of the next level down (the last level keeps it), after the arrivals of its slice."""
     pending = deque(_check(jobs))
     left = {j["name"]: j["burst"] for j in pending}
-    ready: deque[str] = deque()
-    t, out, last = 0, [], ""
-
-    def admit(until: int) -> None:
-        while pending and pending[0]["arrival"] <= until:
-            ready.append(pending.popleft()["name"])
-
-    while pending or ready:
-        admit(t)
-        if not ready:
-            t = pending[0]["arrival"]
-            continue
-        name = ready.popleft()
-        if last and last != name:
-            t += switch_cost
-        run = min(quantum, left[name])
-        out.append((name, t, t + run))
-        t += run
-        left[name] -= run
-        last = name
-        admit(t)
-        if left[name]:
-            ready.append(name)
-    return out
-
-
-def mfq(jobs: Sequence[Job], quanta: Sequence[int] = (2, 4), switch_cost: int = 0) -> list[Segment]:
-    """Multilevel feedback queue: levels with the given quanta, then an FCFS bottom level."""
-    pending = deque(_check(jobs))
-    left = {j["name"]: j["burst"] for j in pending}
-    levels: list[deque[str]] = [deque() for _ in range(len(quanta) + 1)]
-    t, out, last = 0, [], ""
+    levels: list[deque[str]] = [deque() for _ in quanta]
+    t, out, last = 0, list[Segment](), ""
 
     def admit(until: int) -> None:
         while pending and pending[0]["arrival"] <= until:
@@ -177,15 +146,28 @@ def mfq(jobs: Sequence[Job], quanta: Sequence[int] = (2, 4), switch_cost: int = 
         name = levels[level].popleft()
         if last and last != name:
             t += switch_cost
-        run = left[name] if level == len(quanta) else min(quanta[level], left[name])
+        quantum = quanta[level]
+        run = left[name] if quantum is None else min(quantum, left[name])
         out.append((name, t, t + run))
         t += run
         left[name] -= run
         last = name
         admit(t)
         if left[name]:
-            levels[min(level + 1, len(quanta))].append(name)
+            levels[min(level + 1, len(levels) - 1)].append(name)
     return out
+
+
+def rr(jobs: Sequence[Job], quantum: int = 2, switch_cost: int = 0) -> list[Segment]:
+    """Round robin; arrivals during a slice queue ahead of the preempted job."""
+    if quantum < 1:
+        raise ValueError("quantum must be >= 1")
+    return _preemptive(jobs, [quantum], switch_cost)
+
+
+def mfq(jobs: Sequence[Job], quanta: Sequence[int] = (2, 4), switch_cost: int = 0) -> list[Segment]:
+    """Multilevel feedback queue: levels with the given quanta, then an FCFS bottom level."""
+    return _preemptive(jobs, [*quanta, None], switch_cost)
 
 
 def metrics(jobs: Sequence[Job], segments: Sequence[Segment]) -> Metrics:
