@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
-from multiprocessing.pool import AsyncResult, Pool
+from multiprocessing.pool import TERMINATE, AsyncResult, Pool
 from multiprocessing.queues import SimpleQueue
 from typing import Any
 
@@ -122,18 +122,27 @@ class BatchPool:
 def stop_pool(pool: Pool, timeout: float = 1.0) -> None:
     """Kill and reap a Pool's processes, then run its own clean-up, bounded in time.
 
-    `Pool.terminate()` (and `with Pool`) can hang two known ways: it waits for the task queue's read
-    lock, which a Pool process keeps forever if it was killed while waiting for work (a SIGTERM to the
-    whole process group), so a lock held by the dead is freed first; and its task thread waits for a
-    sentinel that never comes if the thread re-forking workers died (e.g. its fork server was killed).
-    The Pool's threads are daemonic, so a clean-up still stuck after `timeout` seconds is abandoned.
+    `Pool.terminate()` (and `with Pool`) can hang on a lock held by a dead Pool process: the task queue's
+    read lock, which a process keeps while it waits for work, and the result queue's write lock, which it
+    keeps while it sends a result. So the thread that re-forks processes is stopped first (else a fresh
+    process takes the freed read lock and keeps it), the processes are killed, and both locks are freed.
+    Its task thread also waits for a sentinel that never comes if the re-forking thread died (e.g. its fork
+    server was killed): the Pool's threads are daemonic, so a clean-up still stuck after `timeout` seconds
+    is abandoned.
     """
+    handler = pool._worker_handler  # type: ignore[attr-defined]
+    handler._state = TERMINATE  # as terminate() does first, but before the locks are freed
+    pool._change_notifier.put(None)  # type: ignore[attr-defined]  # wakes it to see the new state
+    handler.join(timeout=timeout)
     for proc in list(pool._pool):  # type: ignore[attr-defined]
         proc.kill()
         proc.join()
-    rlock = pool._inqueue._rlock  # type: ignore[attr-defined]
-    rlock.acquire(block=False)  # free, or held by a dead process: either way, release it
-    rlock.release()
+    # The task thread, told to stop by the re-forking one, writes a sentinel under the result queue's write
+    # lock: give it a moment, so that lock is held by no live thread when it is freed.
+    pool._task_handler.join(timeout=min(timeout, 0.5))  # type: ignore[attr-defined]
+    for lock in (pool._inqueue._rlock, pool._outqueue._wlock):  # type: ignore[attr-defined]
+        lock.acquire(block=False)  # free, or held by a dead process: either way, release it
+        lock.release()
     cleanup = threading.Thread(target=pool.terminate, daemon=True, name="pool-terminate")
     cleanup.start()
     cleanup.join(timeout=timeout)
