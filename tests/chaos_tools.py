@@ -48,9 +48,21 @@ def tree(proc) -> list[psutil.Process]:
     return psutil.Process(proc.pid).children(recursive=True)
 
 
+def running(proc: psutil.Process) -> bool:
+    """Not exited: zombies have (their parent has yet to reap them), so they count as gone."""
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def assert_gone(procs, timeout=10.0):
-    """The processes exit by themselves within `timeout`; any straggler is killed and reported."""
-    _gone, alive = psutil.wait_procs(procs, timeout=timeout)
+    """The processes exit by themselves within `timeout`; any straggler is killed and reported.
+
+    Polled: psutil.wait_procs on processes that are not our children backs off to a second per check."""
+    deadline = time.monotonic() + timeout
+    while (alive := [p for p in procs if running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.02)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,10 +13,12 @@ import psutil
 import pytest
 import redis
 
+from tests.node_tools import REPO, Nodes, mplab_cmd
 from workers.redis_server import embedded_redis
 
+__all__ = ["REPO", "Nodes", "mplab_cmd"]  # until every test imports them from tests.node_tools
+
 ENV_PREFIXES = ("MPLAB_", "REDIS_URL", "RQ_")
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -87,60 +87,6 @@ def real_redis(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
-
-
-def mplab_cmd(*args: str) -> list[str]:
-    """Command line running the `mplab` CLI with this interpreter."""
-    return [sys.executable, "-m", "cli", *args]
-
-
-class Nodes:
-    """Starts real `mplab worker` processes and always stops them."""
-
-    def __init__(self, url: str, tmp_path: Path) -> None:
-        self.url = url
-        self.tmp_path = tmp_path
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self, name: str, *extra: str, pool: int = 2, wait: bool = True) -> subprocess.Popen[bytes]:
-        log = open(self.tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            mplab_cmd("--redis-url", self.url, "worker", "--name", name, "--pool", str(pool), *extra),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-        log.close()
-        self.procs.append(proc)
-        if wait:
-            self.wait_ready(name, pool)
-        return proc
-
-    def wait_ready(self, name: str, pool: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        with redis.Redis.from_url(self.url) as client:
-            while time.monotonic() < deadline:
-                if client.hget(f"mplab:node:{name}", "slots_total") == str(pool).encode():
-                    return
-                time.sleep(0.05)
-        raise AssertionError(f"node {name} not ready: {self.log(name)}")
-
-    def log(self, name: str) -> str:
-        path = self.tmp_path / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                for child in psutil.Process(proc.pid).children(recursive=True):
-                    child.kill()
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app, main
-from tests.conftest import REPO, mplab_cmd
+from tests.chaos_tools import assert_gone
+from tests.node_tools import REPO, mplab_cmd
 from workers import redis_server
 
 runner = CliRunner()
@@ -175,8 +176,7 @@ def test_embedded_server_dies_with_its_parent_and_keeps_its_password_off_the_com
         parent.kill()  # kill -9: no clean-up code of the parent runs
         parent.wait()
         parent.stdout.close()
-    gone, alive = psutil.wait_procs([server], timeout=10)
-    assert not alive, "the embedded redis-server outlived the process that started it"
+    assert_gone([server])  # the embedded redis-server does not outlive the process that started it
 
 
 @pytest.mark.integration

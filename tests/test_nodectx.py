@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 
 import psutil
@@ -17,6 +16,7 @@ import pytest
 import redis
 
 from tasks import registry
+from tests.chaos_tools import assert_gone
 from workers import nodectx
 
 fork = mp.get_context("fork")
@@ -110,20 +110,7 @@ def test_die_with_parent_kills_the_child_when_its_parent_is_killed() -> None:
         parent.wait()
         parent.stdout.close()  # type: ignore[union-attr]
     assert child is not None
-    deadline = time.monotonic() + 10
-    while _alive(child) and time.monotonic() < deadline:  # not our child: poll (psutil's wait backs off to 1 s)
-        time.sleep(0.02)
-    survived = _alive(child)
-    if survived:
-        child.kill()
-    assert not survived, "the child outlived its parent"
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    assert_gone([child])  # killed with its parent
 
 
 def _report_too_late(conn) -> None:

@@ -16,8 +16,10 @@ import psutil
 from workers import proclife
 
 
-def spawn(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start `cmd` with `env` added to ours; the Redis URL (and its password) travels in `env` only."""
+def spawn(
+    cmd: list[str], env: dict[str, str], log: Path | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `cmd` (in `cwd`) with `env` added to ours; the Redis URL (and its password) travels in `env` only."""
     out = open(log, "wb") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
         return subprocess.Popen(
@@ -27,6 +29,7 @@ def spawn(cmd: list[str], env: dict[str, str], log: Path | None = None) -> subpr
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},
             preexec_fn=proclife.die_with_parent,
+            cwd=cwd,
         )
     finally:
         if log is not None and not isinstance(out, int):
