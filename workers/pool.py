@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
-from multiprocessing.pool import TERMINATE, AsyncResult, Pool
+from multiprocessing.pool import AsyncResult, Pool
 from multiprocessing.queues import SimpleQueue
 from typing import Any
 
@@ -131,7 +131,7 @@ def stop_pool(pool: Pool, timeout: float = 1.0) -> None:
     is abandoned.
     """
     handler = pool._worker_handler  # type: ignore[attr-defined]
-    handler._state = TERMINATE  # as terminate() does first, but before the locks are freed
+    handler._state = "TERMINATE"  # multiprocessing.pool.TERMINATE: what terminate() does first
     pool._change_notifier.put(None)  # type: ignore[attr-defined]  # wakes it to see the new state
     handler.join(timeout=timeout)
     for proc in list(pool._pool):  # type: ignore[attr-defined]
