@@ -14,6 +14,8 @@ from typing import Any
 import psutil
 import pytest
 
+from tasks import catalog
+from tasks.registry import UnknownTask
 from workers import defaults, pool
 from workers.pool import BatchPool, auto_chunksize, chunk, run_chunk, stop_pool
 
@@ -54,6 +56,7 @@ class Recorder:
 def test_run_chunk_announces_itself_then_reports_what_it_did(monkeypatch, interval, counts) -> None:
     recorder = Recorder()
     monkeypatch.setattr(pool, "_progress", recorder)
+    monkeypatch.setattr(pool, "_functions", catalog.TASKS)  # what the Pool's initializer sets
     monkeypatch.setattr(defaults, "PROGRESS_INTERVAL", interval)
     cpu0 = time.process_time()
     out = run_chunk("job-1", SQUARES, [[n] for n in range(5)])
@@ -66,6 +69,7 @@ def test_run_chunk_announces_itself_then_reports_what_it_did(monkeypatch, interv
 
 def test_run_chunk_outside_a_pool_reports_nothing_and_still_runs(monkeypatch) -> None:
     monkeypatch.setattr(pool, "_progress", None)
+    monkeypatch.setattr(pool, "_functions", catalog.TASKS)
     assert run_chunk("job-1", SQUARES, [[3], [4]])["values"] == [5, 14]
 
 
@@ -88,8 +92,7 @@ class Done:
 
 @pytest.fixture
 def batch_pool() -> Any:
-    # NOTE: BatchPool's signature is changing (an explicit allow-list of functions): update this call
-    bp = BatchPool(fork, 2, "pool-test", None, None)
+    bp = BatchPool(fork, 2, "pool-test", None, None, catalog.TASKS)
     yield bp
     bp.close()
 
@@ -133,10 +136,16 @@ def test_an_empty_batch_is_done_at_once_and_a_failing_one_reports_its_error(batc
     batch_pool.submit("job-10", SQUARES, [[1], [-1]], 1, failed.on_done, failed.on_error)
     assert failed.event.wait(60) and failed.result is None
     assert isinstance(failed.error, ValueError) and "n must be >= 0" in str(failed.error)
+    refused = Done()  # the Pool runs its allow-list only: a batch of batches is no task
+    batch_pool.submit(
+        "job-11", "tasks.batch.run_batch", [["tasks.cpu.trivial", [[1]]]], 1, refused.on_done, refused.on_error
+    )
+    assert refused.event.wait(60) and refused.result is None
+    assert isinstance(refused.error, UnknownTask) and "tasks.batch.run_batch" in str(refused.error)
 
 
 def test_close_reaps_every_process_of_the_pool() -> None:
-    bp = BatchPool(fork, 2, "pool-test", None, None)  # NOTE: signature changing, as above
+    bp = BatchPool(fork, 2, "pool-test", None, None, catalog.TASKS)
     procs = [psutil.Process(pid) for pid in bp.pids()]
     assert len(procs) == 2
     bp.close()
