@@ -13,10 +13,8 @@ import psutil
 import pytest
 import redis
 
-from tests.node_tools import REPO, Nodes, mplab_cmd
+from tests.node_tools import Nodes
 from workers.redis_server import embedded_redis
-
-__all__ = ["REPO", "Nodes", "mplab_cmd"]  # until every test imports them from tests.node_tools
 
 ENV_PREFIXES = ("MPLAB_", "REDIS_URL", "RQ_")
 

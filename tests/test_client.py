@@ -13,7 +13,7 @@ import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from tests.conftest import Nodes
+from tests.node_tools import Nodes
 from tests.restartable_redis import RestartableRedis
 from workers import client, defaults, redis_server
 from workers.errors import ConfigError, JobFailed, JobTimeout, PayloadTooLarge, RedisUnavailable

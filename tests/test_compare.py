@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cli import compare_out
 from cli.main import app
-from tests.conftest import mplab_cmd
+from tests.node_tools import mplab_cmd
 from workers.compare import report, rounds
 from workers.compare.local import Run
 from workers.compare.records import CLOSE, MET, NOT_MET, Header, IpcRow, NodeSeen, Result, RqTiming, SaleRow, Spread

@@ -16,7 +16,7 @@ import redis
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.conftest import REPO, mplab_cmd
+from tests.node_tools import REPO, mplab_cmd
 from workers.compare import isolation
 from workers.submit import submit_cpu
 

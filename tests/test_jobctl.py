@@ -13,7 +13,7 @@ from rq.serializers import JSONSerializer
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.conftest import Nodes
+from tests.node_tools import Nodes
 from workers import client, redis_server
 
 runner = CliRunner()

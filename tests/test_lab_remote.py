@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import workers.lab as lab
 from cli.main import app as root
-from tests.conftest import Nodes
+from tests.node_tools import Nodes
 from workers import client, defaults
 from workers.errors import JobFailed, NodeUnavailable
 from workers.heartbeat import node_key

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.conftest import mplab_cmd
+from tests.node_tools import mplab_cmd
 from workers.errors import ConfigError
 from workers.settings import Settings
 from workers.tickets import local, manage
