@@ -64,6 +64,10 @@ CLAIM_TTL = 24 * 3600
 SWEEP_INTERVAL = 2.0
 """Seconds between two abandoned-job sweeps on every live node (a timer, never per job)."""
 
+NODE_SOCKET_TIMEOUT = 10.0
+"""Seconds a node's main loop waits for any Redis reply (it never blocks on purpose; a silent connection
+must not stop its heartbeat, sweep and batch desk)."""
+
 POISON_LIMIT = 3
 """Node or slot deaths a job may be running during before it is failed as poison instead of re-queued."""
 

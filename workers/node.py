@@ -132,7 +132,7 @@ class Node:
         self.functions = functions
         self.log_level = "INFO" if verbose else "WARNING"
         self.ctx = settings.mp_context()
-        self.client: redis.Redis = connect(url)
+        self.client: redis.Redis = connect(url, socket_timeout=defaults.NODE_SOCKET_TIMEOUT)
         self.slots: list[Slot] = []
         self.stopping = False
         self.deadline: float | None = None

@@ -48,10 +48,16 @@ def find_redis_server() -> tuple[str, str]:
     raise RedisUnavailable(INSTALL_HINT)
 
 
-def connect(url: str, *, check: bool = True) -> redis.Redis:
-    """A client for `url`; with `check`, PING it and turn any failure into RedisUnavailable."""
+def connect(url: str, *, check: bool = True, socket_timeout: float | None = None) -> redis.Redis:
+    """A client for `url`; with `check`, PING it and turn any failure into RedisUnavailable.
+
+    `socket_timeout` bounds every reply (a client that never blocks on purpose, like a node's main loop,
+    sets it, so a connection that went silent cannot hang it); None waits as long as a command takes.
+    """
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, health_check_interval=30)
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=3, socket_timeout=socket_timeout, health_check_interval=30
+        )
     except ValueError as exc:
         raise RedisUnavailable(f"bad Redis URL {redact(url)}: {exc}") from None
     if check:
