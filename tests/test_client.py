@@ -14,7 +14,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from tests.node_tools import Nodes
-from tests.restartable_redis import RestartableRedis
+from tests.redis_tools import RestartableRedis
 from workers import client, defaults, redis_server
 from workers.errors import ConfigError, JobFailed, JobTimeout, PayloadTooLarge, RedisUnavailable
 from workers.slot import SlotWorker

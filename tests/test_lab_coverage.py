@@ -8,7 +8,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.labkit import run, verdict
+from tests.lab_tools import run, verdict
 
 
 def test_queue_keeps_messages_whole_with_many_writers(tmp_path: Path) -> None:

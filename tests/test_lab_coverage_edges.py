@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import workers.lab as lab
 from cli.lab import app
-from tests.labkit import run, verdict
+from tests.lab_tools import run, verdict
 from workers.errors import ConfigError
 from workers.lab import explain, zh
 from workers.settings import Settings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.labkit import run, verdict
+from tests.lab_tools import run, verdict
 
 
 def test_identity_children_report_parent_pid(tmp_path: Path) -> None:

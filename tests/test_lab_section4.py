@@ -7,7 +7,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.labkit import run, verdict
+from tests.lab_tools import run, verdict
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import workers.lab as lab
-from tests.labkit import run, verdict
+from tests.lab_tools import run, verdict
 from workers.errors import Unsupported
 from workers.settings import Settings
 

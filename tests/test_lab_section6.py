@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.labkit import run, verdict
+from tests.lab_tools import run, verdict
 
 
 def test_isolation_parent_still_sees_100(tmp_path: Path) -> None:

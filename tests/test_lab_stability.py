@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.labkit import run
+from tests.lab_tools import run
 
 RUNS = 3
 

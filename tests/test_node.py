@@ -88,3 +88,43 @@ def test_up_to_max_queues_of_up_to_max_length_are_served() -> None:
         check_queues(("q" * (defaults.MAX_QUEUE_NAME + 1),))
     with pytest.raises(ConfigError, match="got an empty name"):
         check_queues(("default", ""))
+
+
+# -- what a bad option is told: one line that never echoes raw input (newlines, console markup) --------
+GOOD = {"name": "host-1.a_b:c@d", "pool_size": 2, "grace": 30.0, "redis_timeout": 120.0}
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"pool_size": 0}, "pool size must be >= 1"),
+        ({"pool_size": defaults.MAX_POOL_SIZE + 1}, f"<= {defaults.MAX_POOL_SIZE}"),
+        ({"grace": math.nan}, "grace period must be 0..3600"),
+        ({"grace": math.inf}, "grace period"),
+        ({"grace": -1.0}, "grace period"),
+        ({"redis_timeout": math.nan}, "Redis timeout must be 1..86400"),
+        ({"redis_timeout": 0.5}, "Redis timeout"),
+        ({"name": "a\nb"}, "got character '\\n' at position 1"),
+        ({"name": ""}, "got an empty name"),
+        ({"name": "[/bold]x"}, "got character '[' at position 0"),
+        ({"name": "x" * (defaults.MAX_NODE_NAME + 1)}, f"got {defaults.MAX_NODE_NAME + 1} characters"),
+    ],
+)
+def test_out_of_range_node_options_are_refused(change, needle):
+    with pytest.raises(ConfigError) as refused:
+        check_options(**{**GOOD, **change})
+    message = str(refused.value)
+    assert needle in message and "\n" not in message and "[/bold]" not in message
+    assert refused.value.exit_code == 2
+
+
+def test_queue_names_are_plain_and_few():
+    assert check_queues(("high", "default", "low", "compare-ab12_3:x")) == (
+        "high",
+        "default",
+        "low",
+        "compare-ab12_3:x",
+    )
+    for bad in (("../../etc/passwd",), ("a b",), ("x" * (defaults.MAX_QUEUE_NAME + 1),), ("q",) * 17):
+        with pytest.raises(ConfigError):
+            check_queues(bad)

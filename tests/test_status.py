@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from tests.node_tools import REPO, Nodes, mplab_cmd
-from tests.restartable_redis import RestartableRedis
+from tests.redis_tools import RestartableRedis
 from workers import client, defaults
 from workers.heartbeat import Heart, Heartbeat, NodeFacts, live_nodes, read_nodes
 
