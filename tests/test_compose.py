@@ -12,13 +12,14 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.compose_tools import find_compose
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -37,19 +38,9 @@ YAML_TO_JSON = "import json, sys, yaml; json.dump(yaml.safe_load(sys.stdin), sys
 
 def _find_compose() -> tuple[list[str], int]:
     """The compose command line and its major version; skip (or fail on CI) if there is none."""
-    candidates: list[list[str]] = []
-    if docker := shutil.which("docker"):
-        candidates.append([docker, "compose"])
-    if v1 := shutil.which("docker-compose"):
-        candidates.append([v1])
-    for cmd in candidates:
-        try:
-            proc = subprocess.run([*cmd, "version", "--short"], capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        match = re.match(r"v?(\d+)\.", proc.stdout.strip())
-        if proc.returncode == 0 and match:
-            return cmd, int(match.group(1))
+    found = find_compose()
+    if found is not None:
+        return found
     message = "neither `docker compose` (v2) nor `docker-compose` (v1) is installed"
     if os.environ.get("CI"):
         pytest.fail(f"{message}; CI must validate docker-compose.yml: install one of them")

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.compose_tools import find_compose
 from workers.submit import sum_squares_expected
 
 pytestmark = [pytest.mark.compose, pytest.mark.slow]
@@ -63,23 +64,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def find_compose(env: dict[str, str]) -> list[str] | None:
-    """`docker compose` (v2) or `docker-compose` (v1), whichever answers."""
-    candidates = []
-    if docker := shutil.which("docker"):
-        candidates.append([docker, "compose"])
-    if v1 := shutil.which("docker-compose"):
-        candidates.append([v1])
-    for cmd in candidates:
-        try:
-            proc = subprocess.run([*cmd, "version"], capture_output=True, text=True, timeout=60, env=env)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if proc.returncode == 0:
-            return cmd
-    return None
 
 
 @dataclass
@@ -176,7 +160,8 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     env = {k: v for k, v in os.environ.items() if k not in LAB_VARS and not k.startswith("COMPOSE_")}
-    compose = find_compose(env)
+    found = find_compose(env)
+    compose = found[0] if found is not None else None
     if compose is None or shutil.which("docker") is None:
         require_or_skip("no `docker` CLI with `docker compose` or `docker-compose` installed")
     assert compose is not None
