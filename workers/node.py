@@ -281,21 +281,23 @@ class Node:
         self.fanout.redis_down = False
 
     def _sweep(self) -> None:
-        """Re-queue jobs of dead nodes; only once Redis has answered for a heartbeat TTL (after an outage
-        every live node's key may have expired: they get that long to write it again), and jobs that a
-        dead slot had popped but not started (`recovery.LostJobs`). Also move retries whose interval is
-        over from the scheduled registry back to their queue (RQ's scheduler's job)."""
-        if self.redis_lost_at is not None or time.monotonic() - self.redis_back_at < defaults.HEARTBEAT_TTL:
+        """Re-queue jobs of dead nodes, only once Redis has answered for a heartbeat TTL (after an outage
+        every live node's key may have expired: they get that long to write it again); and jobs a dead slot
+        had popped but not started (`recovery.LostJobs`: its own two-step check needs no such wait). Also
+        move retries whose interval is over from the scheduled registry back to their queue (RQ's
+        scheduler's job)."""
+        if self.redis_lost_at is not None:
             return
+        outcomes: list[recovery.Outcome] = []
         try:
-            jobclient.promote_due(self.client, self.settings.queues)
-            outcomes = recovery.sweep(self.client, self.settings.queues, self.name)
-            if recovery.bury_dead_slots(self.client) or outcomes:
-                self.lost.note_death()
+            if time.monotonic() - self.redis_back_at >= defaults.HEARTBEAT_TTL:
+                jobclient.promote_due(self.client, self.settings.queues)
+                outcomes = recovery.sweep(self.client, self.settings.queues, self.name)
+                if recovery.bury_dead_slots(self.client) or outcomes:
+                    self.lost.note_death()
             outcomes += self.lost.check(self.client, self.settings.queues, self.name)
         except redis.RedisError as exc:
             log.warning("node %s: sweep failed: %s", self.name, exc)
-            return
         self.requeued += [o.job_id for o in outcomes if o.action == "requeued"]
 
     def _from_slot(self, ready: Any) -> None:
