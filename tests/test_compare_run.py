@@ -73,7 +73,9 @@ def test_a_quick_run_on_a_kept_redis(redis_url, tmp_path):
     out_json = tmp_path / "run.json"
     proc = _start(redis_url, "-o", str(out_json))
     seen: dict[int, str] = {}
+    loads = [os.getloadavg()[0]]  # the machine's load average as this process reads it, while compare runs
     while proc.poll() is None:  # every process of its tree, sampled while it runs
+        loads.append(os.getloadavg()[0])
         try:
             for p in psutil.Process(proc.pid).children(recursive=True):
                 try:
@@ -84,6 +86,7 @@ def test_a_quick_run_on_a_kept_redis(redis_url, tmp_path):
             break
         time.sleep(0.1)
     stdout, stderr = proc.communicate()
+    loads.append(os.getloadavg()[0])
     assert proc.returncode == 0, stderr
     assert sum("worker" in c for c in seen.values()) >= 2 and sum("rq worker" in c for c in seen.values()) >= 2
     assert not [c for c in seen.values() if password in c], "the Redis password is in a command line"
@@ -94,7 +97,14 @@ def test_a_quick_run_on_a_kept_redis(redis_url, tmp_path):
 
     data = json.loads(out_json.read_text())
     header = data["header"]
-    assert header["rq_slots"] >= 1 and header["node_idle_rss_mb"] and header["load_start"] >= 0
+    assert header["nodes_started"] >= 1 and header["rq_slots"] == header["nodes_started"] * header["node_pool"]
+    # the kernel's load average changes every 5 s: compare read one of the values this test saw meanwhile
+    for key in ("load_start", "load_end"):
+        assert min(loads) - 0.01 <= header[key] <= max(loads) + 0.01, (key, header[key], min(loads), max(loads))
+    # each idle node is a Python interpreter with rq and redis loaded (and its Pool): tens of MiB, not GiB
+    rss, pss = header["node_idle_rss_mb"], header["node_idle_pss_mb"]
+    assert len(rss) == len(pss) == header["nodes_started"], header
+    assert all(10 <= r <= 2000 and 0 < p <= r + 0.1 for r, p in zip(rss, pss, strict=True)), (rss, pss)
     assert {n["name"] for n in header["nodes"] if n["used"]} == {
         f"compare-{header['run_id']}-{i + 1}" for i in range(header["nodes_started"])
     }

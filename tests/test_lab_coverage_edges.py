@@ -13,6 +13,7 @@ from cli.lab import app
 from tests.lab_tools import run, verdict
 from workers.errors import ConfigError
 from workers.lab import explain, zh
+from workers.lab.verdicts import speed_verdict
 from workers.settings import Settings
 
 NAMES = ("locked-pipe", "pool-maxtasks", "imap-backlog", "cow-refcounts", "returncode-traps", "lock-contention")
@@ -25,8 +26,11 @@ def test_a_lock_around_pipe_sends_keeps_several_writers_whole(tmp_path: Path, me
     m = r["measurements"]
     assert m["pipe_with_lock"]["intact"] == m["pipe_with_lock"]["sent"] == 45
     assert m["pipe_with_lock"]["damaged"] == 0
-    # without the lock, 256 KiB messages (4x the pipe's capacity) from 3 writers interleave
-    assert m["pipe_no_lock"]["damaged"] > 0 or m["pipe_no_lock"]["intact"] < 45
+    # without the lock, 256 KiB messages (4x the pipe's capacity) from 3 writers interleave: the reader gets a
+    # message whose bytes no single writer sent (another writer's header or payload inside it)
+    bare = m["pipe_no_lock"]
+    assert bare["sent"] == 45 and bare["damaged"] >= 1 and bare["intact"] < 45
+    assert bare["intact"] + bare["damaged"] <= 45  # each read is counted once, intact or damaged
     assert m["queue"]["intact"] == 45 and m["queue"]["out_of_order"] == 0
     assert verdict(r, "makes a Pipe end safe") == "holds"
     assert verdict(r, "each writer's items in the order") == "holds"
@@ -82,10 +86,14 @@ def test_lock_contention_is_measured_in_rounds_and_the_lock_holds(tmp_path: Path
     r = run("lock-contention", tmp_path, ops=3000, workers=2, repeats=3)
     m = r["measurements"]
     assert m["counter_with_lock"] == [6000] * 3  # the contended rounds lost no update
-    assert all(len(v) == 3 and min(v) > 0 for v in m["ns_per_update"].values())
+    ns = m["ns_per_update"]
+    assert set(ns) == {"no lock", "Lock", "Lock, one process", "Lock, 2 processes"}
+    # a Python-level read-modify-write costs tens of ns at the very least; a millisecond each would be broken
+    assert all(len(v) == 3 and 10 <= min(v) and max(v) <= 1_000_000 for v in ns.values()), ns
     (claim,) = r["claims"]
     assert claim["speed"] and claim["scope"] == "edge"
-    assert claim["verdict"] in ("holds", "too-close", "wrong")  # timings decide; the machine is shared
+    # timings decide (the machine is shared), but the verdict must be the one its own samples give
+    assert claim["verdict"] == speed_verdict(ns["Lock, one process"], ns["Lock, 2 processes"]), (claim, ns)
 
 
 def test_params_are_bounded_and_texts_exist(tmp_path: Path) -> None:

@@ -19,7 +19,11 @@ def test_orphan_is_reparented_and_reaped(tmp_path: Path) -> None:
     sub = r["measurements"]["subreaper_case"]
     assert sub["new_ppid"] == sub["me"]  # with a subreaper, it adopts instead of PID 1
     assert sub["reaped_status"] == 0
-    assert verdict(r, "adopted by init") in ("holds", "outdated")
+    # the kernel hands an orphan to the nearest subreaper among its ancestors (this process or one of its
+    # parents), else to PID 1; the claim is 'holds' for PID 1 and 'outdated' for a subreaper
+    me = psutil.Process()
+    assert o["new_ppid"] in {1, me.pid, *(p.pid for p in me.parents())}, o
+    assert verdict(r, "adopted by init") == ("holds" if o["new_ppid"] == 1 else "outdated")
 
 
 @pytest.mark.slow
@@ -43,7 +47,9 @@ def test_daemon_terminated_with_parent_and_childless(tmp_path: Path) -> None:
     m = r["measurements"]
     assert m["daemon_gone"] and m["normal_gone"]
     assert m["daemon_sigterm_after_code_end_s"] is not None
-    assert m["parent_exit_after_code_end_s"] > 0
+    # the exit handler terminates the daemon, then joins every child: SIGTERM comes between the code's end
+    # and the process's exit (a bound of 30 s only separates exiting from hanging)
+    assert 0 <= m["daemon_sigterm_after_code_end_s"] <= m["parent_exit_after_code_end_s"] < 30, m
     assert verdict(r, "may not create child processes") == "holds"
     assert any("daemonic processes are not allowed to have children" in c["evidence"] for c in r["claims"])
     assert verdict(r, "a normal child keeps running") == "holds"  # until its task is done (table 4.3.3)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,8 @@ def test_fork_returns_and_copy_on_write(tmp_path: Path) -> None:
     assert verdict(r, "change to w") == "holds"
     uss = r["measurements"]["child_uss_mib"]
     assert uss["after_writes"] > uss["after_fork"]
-    assert r["measurements"]["fork_call_ms_median"] > 0
+    # fork() copies page tables of a process holding 16 MiB: tens of µs at least; a second would be broken
+    assert 0.01 <= r["measurements"]["fork_call_ms_median"] <= 1000
 
 
 def test_fork_refused_clearly_without_fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,9 +56,20 @@ def test_subclass_results_stay_in_the_child(tmp_path: Path) -> None:
 def test_start_methods_costs_and_main_guard(tmp_path: Path) -> None:
     r = run("start-methods", tmp_path, repeats=3)
     costs = r["measurements"]["start_join_ms"]
-    assert all(c["median_ms"] > 0 for c in costs.values())
+    assert {"fork", "spawn"} <= set(costs) <= {"fork", "forkserver", "spawn"}
+    for method, c in costs.items():
+        assert len(c["samples_s"]) == 3 and c["median_ms"] == round(statistics.median(c["samples_s"]) * 1000, 2)
+        # a start+join is a fork (or a request to the fork server) and a wait at least; 30 s would be a hang
+        assert 0.05 <= c["median_ms"] <= 30_000, (method, c)
+    # spawn starts a fresh interpreter, which alone takes milliseconds; fork copies this one
+    assert costs["spawn"]["median_ms"] >= 5 and costs["spawn"]["median_ms"] > costs["fork"]["median_ms"], costs
     guard = {(g["method"], g["guard"]): g for g in r["measurements"]["main_guard"]}
     assert guard[("fork", False)]["worker_ran"]
     assert not guard[("spawn", False)]["worker_ran"] and "RuntimeError" in guard[("spawn", False)]["error"]
     assert guard[("spawn", True)]["worker_ran"]
-    assert r["measurements"]["default_start_method"] in ("fork", "forkserver", "spawn")
+    # the default is the platform's, as a fresh interpreter reports it (nothing in this run may change it)
+    fresh = subprocess.run(
+        [sys.executable, "-c", "import multiprocessing as mp; print(mp.get_context().get_start_method())"],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert r["measurements"]["default_start_method"] == fresh.stdout.strip()

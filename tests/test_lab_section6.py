@@ -53,7 +53,13 @@ def test_queue_vs_pipe_numbers(tmp_path: Path) -> None:
     r = run("queue-vs-pipe", tmp_path, rtt_n=100, small_n=500, big_n=3, repeats=1)
     for kind in ("pipe", "queue"):
         row = r["measurements"]["results"][kind]
-        assert row["rtt_us"] > 0 and row["msgs_per_s_100B"] > 0 and row["msgs_per_s_1MiB"] > 0
+        # a round trip wakes two processes in turn: microseconds at least, and 100 ms would be broken
+        assert 1 <= row["rtt_us"] <= 100_000, (kind, row)
+        # each message is a pickle and a system call at least (no 10 M/s); 100/s would be broken
+        assert 100 <= row["msgs_per_s_100B"] <= 10_000_000, (kind, row)
+        # 1 MiB is copied into the kernel and out again: 50 GiB/s is beyond any memory bus; 1 MiB/s is broken
+        assert 1 <= row["msgs_per_s_1MiB"] <= 50_000, (kind, row)
+        assert row["msgs_per_s_1MiB"] < row["msgs_per_s_100B"]  # 10,000 times the bytes per message
 
 
 @pytest.mark.slow
@@ -62,7 +68,10 @@ def test_ipc_table_measures_every_row(tmp_path: Path, redis_url: str) -> None:
     r = run("ipc-table", tmp_path, redis_url=redis_url, rtt_n=50, small_n=200, big_n=2, repeats=1)
     rows = {row["kind"]: row for row in r["measurements"]["table"]}
     assert set(rows) == {"pipe", "queue", "simplequeue", "value", "manager", "socket", "redis", "lock"}
-    assert all(row["rtt_us"] > 0 for row in rows.values())
+    # a message round trip wakes two processes in turn: microseconds at least; 100 ms would be broken
+    assert all(1 <= row["rtt_us"] <= 100_000 for kind, row in rows.items() if kind != "lock"), rows
+    # the lock row is one uncontended acquire+release in this process: no other process to wake
+    assert 0.01 <= rows["lock"]["rtt_us"] < min(row["rtt_us"] for kind, row in rows.items() if kind != "lock")
     assert verdict(r, "shared memory") == "wrong"
     net = r["measurements"]["network_check"]
     assert net["local"] and net["echoed_intact"] == net["sent"]

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -66,14 +67,30 @@ def test_status_json_is_typed_and_shows_each_slots_job_and_batch_progress(redis_
     assert isinstance(seen_single["elapsed_s"], float) and isinstance(seen_single["pid"], int)
     assert seen_progress and seen_progress["function"] == "batch of 6 x tasks.faults.nap"
     assert seen_progress["progress"]["total"] == 6
-    assert isinstance(node["rss_bytes"], int) and isinstance(node["pss_bytes"], int) and node["rss_bytes"] > 0
+    here = _tree_rss(node["pid"])  # psutil's own reading of the node's tree, a heartbeat interval or so later
+    assert isinstance(node["rss_bytes"], int) and isinstance(node["pss_bytes"], int)
+    assert here / 2 <= node["rss_bytes"] <= here * 2, (node["rss_bytes"], here)
+    assert 0 < node["pss_bytes"] <= node["rss_bytes"]  # PSS splits shared pages, RSS counts them in full
+    assert node["processes"] >= 1 + node["pool_size"]  # the node and its Pool at least
     assert isinstance(node["age_s"], float) and isinstance(node["cpu_percent"], float)
+    assert node["cores"] == os.cpu_count()
+    assert 0 <= node["cpu_percent"] <= node["cores"] * 100 * 1.1  # a tree cannot use more than every core
     assert node["slots_total"] == node["pool_size"] == 2 and len(node["pool_pids"]) == 2
     assert node["queues"] == ["high", "default", "low"] and isinstance(node["cores"], int)
     assert all(isinstance(pid, int) for pid in node["pool_pids"])
     default = next(q for q in info["queues"] if q["queue"] == "default")
     assert all(isinstance(v, int) for k, v in default.items() if k != "queue")
     client.wait(real_redis, [single, batch], timeout=60).check()
+
+
+def _tree_rss(pid: int) -> int:
+    """RSS summed over a process and its descendants, as psutil reads it now."""
+    root = psutil.Process(pid)
+    total = 0
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):  # a child may end between listing and reading
+            total += proc.memory_info().rss
+    return total
 
 
 def _spawn_in_pty(args: list[str], columns: int = 80) -> tuple[subprocess.Popen[bytes], int]:
