@@ -118,12 +118,12 @@ def _name(pid: int) -> str:
 
 
 def _spin(seconds: float, queue: Any, name: str) -> None:
-    start = time.perf_counter()
+    start = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the machine
     end = start + seconds
     cpu0 = time.process_time()
-    while time.perf_counter() < end:
+    while time.monotonic() < end:
         pass
-    queue.put((name, time.process_time() - cpu0, time.perf_counter() - start))
+    queue.put((name, time.process_time() - cpu0, start, time.monotonic()))
 
 
 def _block(conn: Any, ready: Any) -> None:
@@ -181,11 +181,15 @@ def states(lab: Lab) -> None:
             time.sleep(0.02)
         wall = time.perf_counter() - t0
         blocked_cpu = _child_cpu(handles["blocked"]) - blocked_cpu0
-        shares = {}
+        shares, cpu_s, starts, ends = {}, 0.0, [], []
         for _ in busy:
-            name, cpu, elapsed = queue.get(timeout=30)
-            shares[name] = round(cpu / max(elapsed, 1e-9), 3)
+            name, cpu, began, ended = queue.get(timeout=30)
+            shares[name] = round(cpu / max(ended - began, 1e-9), 3)
+            cpu_s, starts, ends = cpu_s + cpu, [*starts, began], [*ends, ended]
         shares = dict(sorted(shares.items()))
+        # all the CPU they got over the one window in which any of them spun (spawn children start one
+        # after another: a sum of per-child shares, each over its own window, could exceed the cores)
+        spin_window = max(ends) - min(starts)
         for proc in busy:
             proc.join()
         # stopped: SIGSTOP the blocked child for a moment
@@ -207,12 +211,14 @@ def states(lab: Lab) -> None:
         rep.event(f"after join(): {after!r}")
     for name, counts in seen.items():
         rep.event(f"{name}: statuses sampled every 20 ms: {counts}")
-    total = sum(shares.values())
+    total = cpu_s / max(spin_window, 1e-9)
     rep.measure("cores", cores)
     rep.measure("busy_children", busy_n)
     rep.measure("sampled_statuses", seen)
     rep.measure("cpu_share_per_busy_child", shares)
     rep.measure("cpu_share_total", round(total, 3))
+    rep.measure("busy_cpu_s", round(cpu_s, 3))
+    rep.measure("spin_window_s", round(spin_window, 3))
     rep.measure("blocked_child_cpu_s", round(blocked_cpu, 4))
     rep.measure("wall_s", round(wall, 3))
     rep.measure("stopped_status", stopped)
@@ -230,8 +236,9 @@ def states(lab: Lab) -> None:
     rep.claim(
         "Ready is distinct from Running: a runnable process may wait for the CPU",
         "holds" if waiting else "not-measured",
-        f"{busy_n} CPU-bound children on {cores} core(s) got CPU shares {list(shares.values())} (total "
-        f"{total:.2f} cores): each spent part of its time Ready. Linux shows Ready and Running as one state: "
+        f"{busy_n} CPU-bound children on {cores} core(s) got CPU shares {list(shares.values())} (together "
+        f"{total:.2f} of {cores} cores over the {spin_window:.2f} s they spun): each spent part of its time "
+        f"Ready. Linux shows Ready and Running as one state: "
         f"psutil reported them {'all' if all_running else 'mostly'} 'running' (R)"
         + ("" if busy_n > cores else " (not oversubscribed: busy <= cores)"),
     )
