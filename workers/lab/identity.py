@@ -181,11 +181,15 @@ def states(lab: Lab) -> None:
             time.sleep(0.02)
         wall = time.perf_counter() - t0
         blocked_cpu = _child_cpu(handles["blocked"]) - blocked_cpu0
-        shares, cpu_s, starts, ends = {}, 0.0, [], []
+        shares, cpu_s = {}, 0.0
+        starts: list[float] = []
+        ends: list[float] = []
         for _ in busy:
             name, cpu, began, ended = queue.get(timeout=30)
             shares[name] = round(cpu / max(ended - began, 1e-9), 3)
-            cpu_s, starts, ends = cpu_s + cpu, [*starts, began], [*ends, ended]
+            cpu_s += cpu
+            starts.append(began)
+            ends.append(ended)
         shares = dict(sorted(shares.items()))
         # all the CPU they got over the one window in which any of them spun (spawn children start one
         # after another: a sum of per-child shares, each over its own window, could exceed the cores)
