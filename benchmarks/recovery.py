@@ -207,15 +207,15 @@ def main() -> None:
             print(f"{name:48} {len(times) - len(done)} of {len(times)} runs not recovered within {args.bound:.0f} s")
             continue
         mid = statistics.median(done)
-        ratio = (
-            f"stock/mplab > {base.bound_s / mid:.0f}x"
-            if base.recovered_s is None
-            else f"stock/mplab = {base.recovered_s / mid:.1f}x"
-        )
+        if "popped" in name:
+            ratio = "stock: lost for good"  # no stock figure to divide: RQ never re-queues such a job
+        elif base.recovered_s is None:
+            ratio = f"stock/mplab > {base.bound_s / mid:.0f}x"
+        else:
+            ratio = f"stock/mplab = {base.recovered_s / mid:.1f}x"
         print(f"{name:48} {mid:7.2f} s ({min(done):.2f}-{max(done):.2f}, n={len(done)})  {ratio}")
     took = f"{base.recovered_s:7.2f} s" if base.recovered_s is not None else f"> {base.bound_s:.0f} s (n=1)"
     print(f"{base.scenario:48} {took}")
-    print("stock rq, job popped by a worker killed before its start: lost (RQ never re-queues it)")
 
 
 if __name__ == "__main__":
