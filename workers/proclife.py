@@ -93,7 +93,7 @@ class Joinable(Protocol):
 
 
 @contextlib.contextmanager
-def reaped(*procs: Joinable, timeout: float = 0.0) -> Iterator[None]:
+def reaped(*procs: Joinable, timeout: float = 2.0) -> Iterator[None]:
     """Whatever happens in the block, give each started process `timeout` s to end, then kill and join it."""
     try:
         yield

@@ -289,7 +289,7 @@ def run_all(procs: list[BaseProcess]) -> None:
     SIGINT/SIGTERM stay blocked while the buyers start, so a Ctrl-C reaches none of them before it has
     set its own handlers (`proclife.child_signals`): it interrupts this process, which reaps them all.
     """
-    with proclife.reaped(*procs):
+    with proclife.reaped(*procs, timeout=0):  # the sale is over: no buyer gets more time
         with proclife.signals_blocked():
             for proc in procs:
                 try:
