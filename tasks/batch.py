@@ -57,9 +57,13 @@ def merge(task: str, parts: list[ChunkResult], started: float) -> BatchResult:
                        cpu_s=sum(part["cpu_s"] for part in parts), started=started, ended=time.time())  # fmt: skip
 
 
+def run_serial(task: str, fn: Callable[..., Any], items: list[list[Any]]) -> BatchResult:
+    """A batch run here, in one process: `fn` (the task `task`, resolved by the caller) on every item."""
+    started = time.time()
+    return merge(task, [run_items(fn, items)], started)
+
+
 def run_batch(task: str, items: list[list[Any]], chunksize: int = 0) -> BatchResult:
     """Serial reference implementation of a batch job (this package's tasks only; `chunksize` is the
     node's business)."""
-    fn = catalog.TASKS.raw(task)  # UnknownTask for anything else, this function included
-    started = time.time()
-    return merge(task, [run_items(fn, items)], started)
+    return run_serial(task, catalog.TASKS.raw(task), items)  # UnknownTask for any other name, this one too

@@ -217,9 +217,9 @@ class LostJobs:
         now_m = time.monotonic()
         due = {j: q for j, (q, seen) in self.candidates.items() if now_m - seen >= LOST_CONFIRM_S}
         if due:
-            for job_id, queue in _unlisted(client, list(due.items())):
+            for job_id, queue, enqueued_at in _unlisted(client, list(due.items())):
                 reason = f"popped from {queue} by a slot that died before it could start the job"
-                if claim(client, job_id, "lost:" + _enqueued_at(client, job_id), owner):
+                if claim(client, job_id, "lost:" + enqueued_at, owner):
                     outcomes.append(interrupt(client, job_id, None, reason, Cut.DEATH, owner))
             for job_id in due:
                 del self.candidates[job_id]
@@ -228,10 +228,6 @@ class LostJobs:
             for job_id, queue in scan_unlisted(client, queues):
                 self.candidates.setdefault(job_id, (queue, now_m))
         return outcomes
-
-
-def _enqueued_at(client: redis.Redis, job_id: str) -> str:
-    return as_text(client.hget(Job.key_for(job_id), "enqueued_at") or b"")
 
 
 def scan_unlisted(client: redis.Redis, queues: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -260,20 +256,21 @@ def scan_unlisted(client: redis.Redis, queues: tuple[str, ...]) -> list[tuple[st
     return found
 
 
-def _unlisted(client: redis.Redis, jobs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Those of `jobs` still `queued` and still in neither their queue nor its intermediate list."""
+def _unlisted(client: redis.Redis, jobs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+    """(job id, queue, enqueued_at) of those of `jobs` still `queued` and still in neither their queue nor
+    its intermediate list, in one round trip."""
     with client.pipeline(transaction=False) as pipe:
         for job_id, queue in jobs:
             key = Queue(queue, connection=client).key
-            pipe.hget(Job.key_for(job_id), "status")
+            pipe.hmget(Job.key_for(job_id), "status", "enqueued_at")
             pipe.lpos(key, job_id)
             pipe.lpos(IntermediateQueue.get_intermediate_queue_key(key), job_id)
         rows = pipe.execute()
     out = []
-    for i, job in enumerate(jobs):
-        status, in_queue, in_intermediate = rows[3 * i : 3 * i + 3]
+    for i, (job_id, queue) in enumerate(jobs):
+        (status, enqueued_at), in_queue, in_intermediate = rows[3 * i : 3 * i + 3]
         if status == JobStatus.QUEUED.value.encode() and in_queue is None and in_intermediate is None:
-            out.append(job)
+            out.append((job_id, queue, as_text(enqueued_at or b"")))
     return out
 
 

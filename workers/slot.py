@@ -282,7 +282,7 @@ class SlotWorker(LeanWorker):
                 f"a batch of {len(items)} tasks exceeds the node's limit of {defaults.MAX_BATCH_ITEMS}"
             )
         if self.hub is None:  # not inside a node: behave like any RQ worker
-            return batch.merge(task, [batch.run_items(self.functions.raw(task), items)], time.time())
+            return batch.run_serial(task, self.functions.raw(task), items)
         try:
             self.hub.send(BatchRequest(job.id, task, [list(i) for i in items], int(chunksize)))
         except OSError:  # the node died before this slot heard of it: not the job's fault, no poison count

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from workers import nodectx
+
 if TYPE_CHECKING:
     from workers.lab.records import ExperimentResult, Params, RanOn
 
@@ -14,7 +16,6 @@ if TYPE_CHECKING:
 def run_experiment(name: str, params: Params, start_method: str | None = None) -> ExperimentResult:
     """Run experiment `name` inside the node's slot process (which may create child processes)."""
     import workers.lab as lab
-    from workers import nodectx
     from workers.errors import ConfigError
     from workers.settings import Settings
 
@@ -32,7 +33,5 @@ def run_experiment(name: str, params: Params, start_method: str | None = None) -
 def _where() -> RanOn:
     import os
     import socket
-
-    from workers import nodectx
 
     return {"node": nodectx.node_name(), "host": socket.gethostname(), "pid": os.getpid()}
